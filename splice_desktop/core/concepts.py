@@ -34,7 +34,7 @@ CACHE_KIND = "concepts"
 ENCODE_BATCH = 256
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConceptBank:
     """Centred unit concept embeddings ``matrix`` (k, d) float32, row i = ``vocabulary.words[i]``."""
 

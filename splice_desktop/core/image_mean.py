@@ -19,13 +19,14 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from splice_desktop.core.cache import atomic_save_npy, atomic_write
-from splice_desktop.core.errors import ImageMeanError
+from splice_desktop.core.errors import CancelledError, ImageLoadError, ImageMeanError
+from splice_desktop.core.progress import CancelToken, ProgressFn
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageMean:
     """mu_img (d,) float32, or None when no mean is used; ``source`` says where it came from (shown in results)."""
 
@@ -191,3 +192,46 @@ def save_image_mean(mean: ImageMean, path: str | Path) -> Path:
         tensor = torch.from_numpy(np.array(mean.vector, dtype=np.float32))
         return atomic_write(path, lambda tmp: torch.save(tensor, str(tmp)))
     return atomic_save_npy(path, np.asarray(mean.vector, dtype=np.float32))
+
+
+def compute_image_mean_from_files(
+    loaded: Any,
+    paths: Iterable[str | Path],
+    batch_size: int = 16,
+    progress: Optional[ProgressFn] = None,
+    cancel: Optional[CancelToken] = None,
+    use_cache: bool = True,
+) -> tuple[ImageMean, list[ImageLoadError]]:
+    """mu_img over image files and folders (walked recursively), streaming batches; returns (mean, skipped files).
+
+    Unreadable files are skipped and returned. Cancelling raises CancelledError: a mean of an arbitrary prefix of
+    the folder would silently bias every decomposition. The embeddings are cached like any other encode.
+    """
+    from splice_desktop.core.embeddings import ImageEmbeddingCache, encode_images
+    from splice_desktop.core.images import collect_image_files
+
+    inputs = [Path(p) for p in paths]
+    collected = collect_image_files(inputs)
+    skipped: list[ImageLoadError] = list(collected.skipped)
+    acc = ImageMeanAccumulator()
+
+    def on_batch(results: list[Any], failures: list[ImageLoadError]) -> None:
+        if results:
+            acc.add(np.stack([r.embedding for r in results]))
+
+    cache = ImageEmbeddingCache(loaded.key) if use_cache else None
+    rep = encode_images(
+        loaded, collected.files, batch_size=batch_size, cache=cache, progress=progress, cancel=cancel,
+        on_batch=on_batch,
+    )
+    if rep.cancelled:
+        raise CancelledError("Computing the image mean was cancelled; no mean was produced.")
+    skipped.extend(rep.failures)
+    if acc.count == 0:
+        where = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+        raise ImageMeanError(
+            f"No readable images in {where} ({len(skipped)} file(s) skipped); the image mean needs at least one. "
+            "Choose a folder of photos (a few thousand diverse images give a good mean)."
+        )
+    label = str(inputs[0]) if len(inputs) == 1 else f"{len(inputs)} inputs"
+    return acc.result(f"computed from {acc.count} images in {label}"), skipped

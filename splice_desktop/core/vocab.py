@@ -15,6 +15,7 @@ The kept words stay in file order, so index i of a weight vector is ``words[i]``
 from __future__ import annotations
 
 import hashlib
+import numbers
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -159,14 +160,15 @@ def _clean(lines: list[str], order: str) -> tuple[list[str], int, int, int]:
 
 
 def _select(words: list[str], size: Optional[int], order: str) -> tuple[list[str], int, tuple[str, ...]]:
-    if size is None or size == -1:  # -1 is the authors' "whole file"
-        return words, 0, ()
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+    if size is None or (isinstance(size, numbers.Integral) and not isinstance(size, bool) and size == -1):
+        return words, 0, ()  # -1 is the authors' "whole file"
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
         raise VocabularyError(f"Vocabulary size must be a positive whole number (or empty for all); got {size!r}.")
     notes: tuple[str, ...] = ()
     if size > len(words):
         notes = (f"requested size {size} is larger than the {len(words)} concepts available; using all of them",)
         return words, 0, notes
+    size = int(size)
     kept = words[-size:] if order == "ascending" else words[:size]
     return kept, len(words) - size, notes
 

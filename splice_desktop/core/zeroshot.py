@@ -121,7 +121,7 @@ class ClassShift:
     rank_edited: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ZeroShotComparison:
     """Top-k union over original / recomposed / edited, plus the full probability vectors for further analysis."""
 

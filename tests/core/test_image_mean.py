@@ -123,3 +123,35 @@ def test_authors_pt_means(ref_dir):
         assert not mean.notes
     with pytest.raises(ImageMeanError, match="1024"):
         load_image_mean(means / "clip_RN50_image.pt", expected_dim=512)
+
+
+def test_compute_from_folder_skips_bad_files(tiny_model, photo_factory, tmp_path):
+    from splice_desktop.core.embeddings import encode_images
+    from splice_desktop.core.image_mean import compute_image_mean_from_files
+
+    good = [photo_factory(f"sub/img{i}.jpg", seed=i) for i in range(5)]
+    (tmp_path / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    mean, skipped = compute_image_mean_from_files(tiny_model, [tmp_path / "sub"], batch_size=2, use_cache=False)
+    assert mean.count == 5 and [e.path.name for e in skipped] == ["broken.jpg"]
+    direct = encode_images(tiny_model, sorted(good))
+    np.testing.assert_allclose(
+        mean.vector, compute_image_mean(np.stack([r.embedding for r in direct.results])).vector, atol=1e-6
+    )
+    mean.check_dim(tiny_model.embed_dim)
+    assert "5 images" in mean.source
+
+
+def test_compute_from_folder_errors(tiny_model, photo_factory, tmp_path):
+    from splice_desktop.core.errors import CancelledError
+    from splice_desktop.core.image_mean import compute_image_mean_from_files
+    from splice_desktop.core.progress import CancelToken
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ImageMeanError, match="No readable images"):
+        compute_image_mean_from_files(tiny_model, [empty])
+    photo_factory("one.jpg")
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        compute_image_mean_from_files(tiny_model, [tmp_path], cancel=token, use_cache=False)

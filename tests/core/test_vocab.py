@@ -29,6 +29,9 @@ def test_ascending_keeps_last_k_and_plain_keeps_first_k(tmp_path):
     assert full.words == ("rare", "less", "mid", "common", "the")
     assert load_vocabulary(path, size=-1).words == full.words
     assert load_vocabulary(path, size=2).truncated == 3
+    import numpy as np
+
+    assert load_vocabulary(path, size=np.int64(2)).words == ("common", "the")  # e.g. from a spin box model
 
 
 def test_cleaning_counts_and_whitespace(tmp_path):
