@@ -1,0 +1,118 @@
+"""Tiny shared timing helper for the benchmark scripts (stdlib only, so any benchmark can import it).
+
+Why median and p95: on a shared laptop-class CPU single timings are noisy; the median is the typical cost and the
+95th percentile is what a user feels on a bad frame (e.g. a slider drag). Compare two things by timing them in the
+same run, interleaved when possible (``measure_interleaved``), so background load hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100]) of a non-empty sequence."""
+    if not samples:
+        raise ValueError("percentile of no samples")
+    xs = sorted(samples)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Timings in seconds."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p95(self) -> float:
+        return percentile(self.samples, 95.0)
+
+    @property
+    def min(self) -> float:
+        return min(self.samples)
+
+    def ms(self) -> str:
+        """'median / p95 ms (n=..)' for tables."""
+        return f"{fmt_ms(self.median)} / {fmt_ms(self.p95)} (n={self.n})"
+
+
+def fmt_ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    if ms >= 100:
+        return f"{ms:.0f} ms"
+    if ms >= 1:
+        return f"{ms:.2f} ms"
+    return f"{ms * 1e3:.0f} us"
+
+
+def measure(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, budget_s: float | None = None) -> Stats:
+    """Call ``fn`` ``warmup`` times untimed, then up to ``repeat`` times timed (stopping early past ``budget_s``)."""
+    for _ in range(warmup):
+        fn()
+    out: list[float] = []
+    start = time.perf_counter()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+        if budget_s is not None and time.perf_counter() - start > budget_s and len(out) >= 1:
+            break
+    return Stats(tuple(out))
+
+
+def measure_interleaved(
+    fns: dict[str, Callable[[], object]], repeat: int = 5, warmup: int = 1, budget_s: float | None = None
+) -> dict[str, Stats]:
+    """Time several functions round-robin (a, b, c, a, b, c, ...) so slow phases of the machine hit all of them."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - t0)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    return {name: Stats(tuple(v)) for name, v in out.items()}
+
+
+def machine_summary() -> str:
+    """CPU model, logical cores, OS and Python, for the record next to the numbers."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+        load_s = f", load avg {load:.1f}"
+    except (OSError, AttributeError):
+        load_s = ""
+    return f"{cpu}, {os.cpu_count()} logical cores{load_s}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
