@@ -49,8 +49,12 @@ _OTHER_MAGIC = (
     (b"\x1f\x8b", "a gzip archive"),
     (b"\x7fELF", "a program"),
     (b"MZ", "a Windows program"),
-    (b"ftypheic", "a HEIC photo, which this app cannot read yet; convert it to JPEG"),
 )
+# ISO media "ftyp" brands (at byte 4) of photo formats Pillow does not read here.
+_FTYP_BRANDS = {
+    b"heic": "a HEIC photo", b"heix": "a HEIC photo", b"mif1": "a HEIF photo", b"msf1": "a HEIF photo",
+    b"avif": "an AVIF image", b"avis": "an AVIF image",
+}
 
 
 @dataclass
@@ -182,8 +186,10 @@ def _sniff(path: Path) -> str:
             return f"truncated or corrupt {fmt} data (the file starts like a {fmt} but its header cannot be read)"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "truncated or corrupt WebP data (the header cannot be read)"
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
+        return f"{_FTYP_BRANDS[head[8:12]]}, which this app cannot read; convert it to JPEG or PNG"
     for magic, what in _OTHER_MAGIC:
-        if head.startswith(magic) or magic in head[:16]:
+        if head.startswith(magic):
             return f"not an image (looks like {what})"
     if b"\x00" not in head:
         try:
@@ -289,13 +295,15 @@ def load_image(path: str | Path, target_size: Optional[int] = None, max_pixels: 
                 raise ImageLoadError(path, _bomb_reason(exc)) from exc
             fmt = img.format or fmt
             _check_pixels(path, img, max_pixels)
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
+            # Animated files open at frame 0, which is the frame we use (asking n_frames would scan the file).
             if target_size and fmt == "JPEG":
                 # Orientation-independent request: both sides >= target, so the shorter side stays >= target.
                 img.draft("RGB", (int(target_size), int(target_size)))
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            try:
+                img = ImageOps.exif_transpose(img) or img
+            except Exception:  # noqa: BLE001 - malformed EXIF: the pixels are fine, keep them unrotated
+                pass
             return to_rgb(img)
     except ImageLoadError:
         raise

@@ -159,6 +159,21 @@ def test_exif_rotation_swaps_size_and_moves_pixels(tmp_path: Path) -> None:
     assert plain.size == (80, 40)
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+@pytest.mark.parametrize(
+    "exif",
+    [
+        pytest.param(b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12", id="exif-cut-short"),
+        pytest.param(b"Exif\x00\x00II*\x00\xff\xff\xff\x7f", id="exif-offset-out-of-range"),
+        pytest.param(b"Exif\x00\x00garbage!", id="exif-garbage"),
+    ],
+)
+def test_malformed_exif_still_loads(tmp_path: Path, exif: bytes) -> None:
+    Image.new("RGB", (20, 10), (200, 30, 30)).save(tmp_path / "e.jpg", "JPEG", exif=exif, quality=95)
+    img = load_image(tmp_path / "e.jpg")
+    assert img.size == (20, 10) and np.abs(np.asarray(img)[5, 10].astype(int) - (200, 30, 30)).max() <= 4
+
+
 def test_exif_rotation_applies_with_draft_mode(tmp_path: Path) -> None:
     arr = np.zeros((1200, 1600, 3), np.uint8)
     arr[:, :800] = (255, 0, 0)
@@ -233,6 +248,7 @@ BAD_FILES = [
     pytest.param(_write("page.png", b"<!DOCTYPE html><html><body>404</body></html>"), "HTML", id="html-renamed-png"),
     pytest.param(_write("doc.jpg", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj"), "PDF", id="pdf-renamed-jpg"),
     pytest.param(_write("bin.jpg", bytes(range(256)) * 4), "not a recognised image", id="binary-junk"),
+    pytest.param(_write("phone.jpg", b"\x00\x00\x00\x18ftypheic" + bytes(64)), "HEIC", id="heic-renamed-jpg"),
     pytest.param(_write("half.jpg", _jpeg_bytes()[:4000]), "truncated JPEG", id="truncated-jpeg"),
     pytest.param(_write("head.jpg", _jpeg_bytes()[:12]), "JPEG", id="truncated-jpeg-header"),
     pytest.param(_write("head.png", _png_header_only(64, 64)[:30]), "PNG", id="truncated-png-header"),

@@ -1,0 +1,205 @@
+"""The threaded encode pipeline gives the same embeddings as a direct preprocess + encode, and the cache persists them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from splice_desktop.core.embeddings import EncodeReport, ImageEmbeddingCache, encode_images
+from splice_desktop.core.progress import CancelToken
+
+
+def _direct(loaded, paths) -> np.ndarray:
+    import torch
+
+    batch = torch.stack([loaded.preprocess(Image.open(p).convert("RGB")) for p in paths])
+    return loaded.encode_image_tensor(batch)
+
+
+@pytest.fixture
+def photos(photo_factory):
+    """Seven small photo-like images (too small for draft mode to change anything)."""
+    return [photo_factory(f"p{i}.jpg", size=(96 + 8 * i, 72), seed=i) for i in range(6)] + [
+        photo_factory("p6.png", size=(80, 80), seed=6, fmt="PNG")
+    ]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_matches_direct_preprocess_and_encode(tiny_model, photos, workers: int) -> None:
+    rep = encode_images(tiny_model, photos, batch_size=3, workers=workers)
+    assert not rep.cancelled and rep.failures == []
+    assert [r.path for r in rep.results] == photos
+    got = np.stack([r.embedding for r in rep.results])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _direct(tiny_model, photos), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_large_jpeg_in_draft_mode_stays_close(tiny_model, photo_factory) -> None:
+    from splice_desktop.core.images import load_image
+
+    path = photo_factory("camera.jpg", size=(1600, 1200), seed=3)
+    other = photo_factory("other.jpg", size=(1600, 1200), seed=2)
+    assert load_image(path, target_size=tiny_model.image_size).size[0] < 1600  # draft mode really kicks in
+    rep = encode_images(tiny_model, [path, other], batch_size=2)
+    got = rep.results[0].embedding
+    want, want_other = _direct(tiny_model, [path, other])
+    # Random tiny-model embeddings of different photos can already be ~0.99 apart, so demand much closer,
+    # and closer than the pipeline's embedding is to a different photo.
+    assert float(got @ want) > 0.9995
+    assert float(got @ want) > float(got @ want_other)
+
+
+def test_failures_are_listed_and_batch_continues(tiny_model, photos, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.jpg"
+    text.write_text("not a picture")
+    missing = tmp_path / "missing.jpg"
+    paths = [photos[0], empty, photos[1], text, missing, photos[2]]
+    streamed: list[tuple[int, int]] = []
+    rep = encode_images(tiny_model, paths, batch_size=2, on_batch=lambda r, f: streamed.append((len(r), len(f))))
+    assert [r.path for r in rep.results] == [photos[0], photos[1], photos[2]]
+    assert [f.path for f in rep.failures] == [empty, text, missing]
+    assert "empty" in rep.failures[0].reason and "text" in rep.failures[1].reason
+    assert sum(r for r, _ in streamed) == 3 and sum(f for _, f in streamed) == 3
+    np.testing.assert_allclose(
+        np.stack([r.embedding for r in rep.results]), _direct(tiny_model, photos[:3]), atol=1e-5
+    )
+
+
+def test_cache_hits_skip_decoding(tiny_model, photos, tmp_path: Path, monkeypatch) -> None:
+    import splice_desktop.core.embeddings as emb
+
+    first = encode_images(tiny_model, photos, batch_size=4, cache=ImageEmbeddingCache(tiny_model.key, tmp_path))
+    assert first.cache_hits == 0 and len(first.results) == len(photos)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cache hit must not decode the image")
+
+    monkeypatch.setattr(emb, "load_image", no_decoding)
+    reopened = ImageEmbeddingCache(tiny_model.key, tmp_path)  # fresh instance: reads what was flushed to disk
+    second = encode_images(tiny_model, photos, batch_size=4, cache=reopened)
+    assert second.cache_hits == len(photos) and second.failures == []
+    np.testing.assert_array_equal(
+        np.stack([r.embedding for r in second.results]), np.stack([r.embedding for r in first.results])
+    )
+
+
+def test_cache_is_keyed_by_content_not_name(tiny_model, photos, tmp_path: Path) -> None:
+    cache = ImageEmbeddingCache(tiny_model.key, tmp_path / "cache")
+    encode_images(tiny_model, photos[:1], cache=cache)
+    renamed = tmp_path / "renamed.jpg"
+    renamed.write_bytes(photos[0].read_bytes())
+    rep = encode_images(tiny_model, [renamed], cache=cache)
+    assert rep.cache_hits == 1
+
+
+def test_cancel_midway_returns_partial_report(tiny_model, photos) -> None:
+    token = CancelToken()
+    batches: list[int] = []
+
+    def on_batch(results, failures) -> None:
+        batches.append(len(results))
+        token.cancel()
+
+    rep = encode_images(tiny_model, photos, batch_size=2, cancel=token, on_batch=on_batch)
+    assert isinstance(rep, EncodeReport) and rep.cancelled
+    assert batches == [2] and [r.path for r in rep.results] == photos[:2]
+
+
+def test_progress_reaches_total(tiny_model, photos) -> None:
+    calls: list[tuple[int, int]] = []
+    encode_images(tiny_model, photos, batch_size=3, progress=lambda d, t, m: calls.append((d, t)))
+    assert calls[0] == (0, len(photos)) and calls[-1] == (len(photos), len(photos))
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_empty_input(tiny_model) -> None:
+    rep = encode_images(tiny_model, [])
+    assert rep.results == [] and rep.failures == [] and not rep.cancelled
+
+
+# ------------------------------------------------------------------------------------------ cache unit tests
+
+
+def _unit(rng, n: int, d: int = 8) -> np.ndarray:
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_cache_put_get_flush_reload(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vecs = _unit(rng, 5)
+    cache = ImageEmbeddingCache("m", tmp_path)
+    cache.put_many([f"d{i}" for i in range(3)], vecs[:3])
+    cache.put("d3", vecs[3])
+    np.testing.assert_array_equal(cache.get("d1"), vecs[1])
+    assert cache.get("nope") is None and len(cache) == 4
+    assert ImageEmbeddingCache("m", tmp_path).get("d1") is None  # not flushed yet
+    cache.flush()
+    cache.put("d4", vecs[4])
+    cache.flush()
+    again = ImageEmbeddingCache("m", tmp_path)
+    assert len(again) == 5
+    for i in range(5):
+        np.testing.assert_array_equal(again.get(f"d{i}"), vecs[i])
+    assert again.get("d0").dtype == np.float32
+    # One generation file on disk, and the index names it.
+    files = sorted(p.name for p in tmp_path.glob("vectors-*.npy"))
+    assert files == [json.loads((tmp_path / "index.json").read_text())["vectors"]]
+
+
+def test_cache_auto_flushes_when_pending_is_full(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    cache = ImageEmbeddingCache("m", tmp_path, max_pending=4)
+    cache.put_many([f"d{i}" for i in range(4)], _unit(rng, 4))
+    assert ImageEmbeddingCache("m", tmp_path).get("d2") is not None
+
+
+def test_cache_rejects_wrong_dimension(tmp_path: Path) -> None:
+    cache = ImageEmbeddingCache("m", tmp_path)
+    cache.put("a", np.ones(8, np.float32))
+    with pytest.raises(ValueError, match="does not match"):
+        cache.put("b", np.ones(4, np.float32))
+
+
+def test_corrupt_index_means_empty_cache(tmp_path: Path) -> None:
+    cache = ImageEmbeddingCache("m", tmp_path)
+    cache.put("a", np.ones(8, np.float32))
+    cache.flush()
+    (tmp_path / "index.json").write_text("{ not json")
+    fresh = ImageEmbeddingCache("m", tmp_path)
+    assert fresh.get("a") is None and len(fresh) == 0
+    fresh.put("b", np.ones(8, np.float32))
+    fresh.flush()
+    assert ImageEmbeddingCache("m", tmp_path).get("b") is not None
+
+
+def test_decode_threads_leave_model_thread_count_alone(tiny_model, photos) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    encode_images(tiny_model, photos, batch_size=4, workers=2)
+    assert torch.get_num_threads() == before
+
+
+def test_two_cache_objects_on_one_folder_never_mix_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    vecs = _unit(rng, 4)
+    a, b = ImageEmbeddingCache("m", tmp_path), ImageEmbeddingCache("m", tmp_path)
+    a.put_many(["a0", "a1"], vecs[:2])
+    b.put_many(["b0", "b1"], vecs[2:])
+    a.flush()
+    b.flush()  # last writer wins the index; a's rows may be lost, but never paired with b's vectors
+    fresh = ImageEmbeddingCache("m", tmp_path)
+    expected = dict(zip(["a0", "a1", "b0", "b1"], vecs))
+    found = [d for d in expected if fresh.get(d) is not None]
+    assert {"b0", "b1"} <= set(found)
+    for d in found:
+        np.testing.assert_array_equal(fresh.get(d), expected[d])
+    np.testing.assert_array_equal(a.get("a1"), vecs[1])  # the first object still serves its own rows
