@@ -93,6 +93,7 @@ class AnalysisView(QWidget):
         bottom.addWidget(self.zeroshot_panel)
         bottom.setStretchFactor(0, 1)
         bottom.setStretchFactor(1, 1)
+        bottom.setChildrenCollapsible(False)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.chart)
         split.addWidget(bottom)

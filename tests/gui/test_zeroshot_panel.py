@@ -42,7 +42,7 @@ def test_three_columns_and_shift(panel, head, analysis_decomposer, image_embeddi
     panel.set_comparison(cmp)
     t = panel.table
     assert t.rowCount() == len(cmp.rows) >= 3
-    assert [t.horizontalHeaderItem(c).text() for c in range(5)] == ["Class", "Original", "Recomposed", "Edited", "Shift"]
+    assert [t.horizontalHeaderItem(c).text() for c in range(5)] == ["Class", "Orig.", "Recomp.", "Edited", "Shift"]
     for i, row in enumerate(cmp.rows):
         assert panel.cell_text(i, 0) == row.name
         assert panel.cell_text(i, 1) == f"{100 * row.p_original:.1f}%"

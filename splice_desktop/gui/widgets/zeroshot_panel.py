@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-COLUMNS = ("Class", "Original", "Recomposed", "Edited", "Shift")
+COLUMNS = ("Class", "Orig.", "Recomp.", "Edited", "Shift")
 SHIFT_ROLE = Qt.ItemDataRole.UserRole + 1
 UP = QColor(46, 160, 67)
 DOWN = QColor(210, 50, 45)
@@ -148,8 +148,14 @@ class ZeroShotPanel(QWidget):
             hdr.setSectionResizeMode(c, QHeaderView.ResizeMode.Interactive)
             self.table.setColumnWidth(c, fm.horizontalAdvance(COLUMNS[c]) + 22)
         hdr.setSectionResizeMode(4, QHeaderView.ResizeMode.Fixed)
-        self.table.setColumnWidth(4, 170)
+        self.table.setColumnWidth(4, 120)
+        # The class name is what people read first: never let it be squeezed to an ellipsis.
+        hdr.setMinimumSectionSize(fm.horizontalAdvance("Recomp.") + 12)
+        self.table.setMinimumWidth(fm.horizontalAdvance("mmmmmmmmmmmmmm") + sum(
+            self.table.columnWidth(c) for c in (1, 2, 3, 4)) + 8)
         self.table.horizontalHeaderItem(4).setToolTip("Edited minus recomposed probability (percentage points)")
+        for c, tip in ((1, "Probability for the original CLIP embedding"), (2, "Probability for the SpLiCE recomposition"), (3, "Probability for the edited recomposition")):
+            self.table.horizontalHeaderItem(c).setToolTip(tip)
         self._delegate = ShiftDelegate(self.table)
         self.table.setItemDelegateForColumn(4, self._delegate)
 
