@@ -228,8 +228,7 @@ def _load_model(args: argparse.Namespace):
         if not spec.is_tiny and not spec.checkpoint and spec.pretrained:
             found, _ = weights_status(spec.architecture, spec.pretrained)
             if not found:
-                _eprint("  weights are not in the local cache: open_clip will try to download them "
-                        "(this fails after a minute of retries when offline)")
+                _eprint("  weights are not in the local cache: they will be downloaded if the hub is reachable")
     try:
         loaded = load_model(spec, device=args.device)
     except ValueError as exc:  # device not available
@@ -464,30 +463,20 @@ def default_weights_status() -> tuple[bool, str]:
 
 
 def weights_status(model: str, pretrained: str) -> tuple[bool, str]:
-    """Whether open_clip weights for (model, tag) are already on disk; (found, path or reason). Never downloads."""
+    """Whether open_clip weights for (model, tag) are already on disk; (found, path or where we looked)."""
     try:
-        import open_clip
-
-        cfg = open_clip.get_pretrained_cfg(model, pretrained) or {}
+        from splice_desktop.core import weights
     except Exception as exc:  # noqa: BLE001 - info must never crash
         return False, f"cannot query open_clip: {exc}"
-    hub = (cfg.get("hf_hub") or "").strip("/")
-    if hub:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-                found = try_to_load_from_cache(hub, name)
-                if isinstance(found, str):
-                    return True, found
-        except Exception as exc:  # noqa: BLE001
-            return False, f"cannot inspect the Hugging Face cache: {exc}"
-        return False, f"not in the Hugging Face cache (repo {hub})"
-    url = cfg.get("url") or ""
-    if url:
-        target = Path.home() / ".cache" / "clip" / Path(url).name
-        return target.is_file(), str(target)
-    return False, "no download source known"
+    try:
+        if not weights.pretrained_cfg(model, pretrained):
+            return False, "open_clip knows no such pretrained tag"
+        found = weights.find_cached_weights(model, pretrained)
+    except Exception as exc:  # noqa: BLE001
+        return False, f"cannot inspect the caches: {exc}"
+    if found is not None:
+        return True, str(found)
+    return False, f"not in {weights.describe_cache_locations()}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -47,7 +47,8 @@ class ModelSpec:
 
     @property
     def is_tiny(self) -> bool:
-        return self.name == TINY_MODEL
+        """The random demo model itself (a checkpoint file for the tiny architecture is the user's own weights)."""
+        return self.name == TINY_MODEL and not self.checkpoint
 
     @property
     def architecture(self) -> str:
@@ -177,6 +178,7 @@ def load_model(spec: ModelSpec, device: str = "auto", cache_dir: Optional[str] =
 
     dev = pick_device(device)
     precision = precision_for(dev)
+    _register_tiny_config()  # so the tiny architecture also accepts a checkpoint file
     warnings: list[str] = []
 
     if spec.is_tiny:
@@ -210,10 +212,39 @@ def load_model(spec: ModelSpec, device: str = "auto", cache_dir: Optional[str] =
                 f"No weights chosen for {spec.name}: give a pretrained tag (e.g. {DEFAULT_PRETRAINED}) "
                 "or a local checkpoint file."
             )
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.architecture, pretrained=spec.pretrained, device=dev, cache_dir=cache_dir
+        from splice_desktop.core import weights as weights_cache
+
+        cfg = weights_cache.pretrained_cfg(spec.architecture, spec.pretrained)
+        if not cfg and not Path(spec.pretrained).expanduser().is_file():
+            known = ", ".join(open_clip.list_pretrained_tags_by_model(spec.architecture.replace("-quickgelu", ""))[:8])
+            raise WeightsUnavailableError(
+                f"open_clip has no pretrained tag {spec.pretrained!r} for {spec.architecture}"
+                + (f" (known tags include: {known})" if known else "")
+                + ". Pick a listed tag or a local checkpoint file."
             )
+        cached = weights_cache.find_cached_weights(spec.architecture, spec.pretrained, cache_dir)
+        if cached is None and not weights_cache.hub_reachable():
+            raise WeightsUnavailableError(
+                f"The weights {spec.name} / {spec.pretrained} are not in the local cache "
+                f"({weights_cache.describe_cache_locations(cache_dir)}) and the model hub cannot be reached "
+                "(offline). Fix: on a machine with internet run once "
+                f"`python -c \"import open_clip; open_clip.create_model_and_transforms('{spec.architecture}', "
+                f"pretrained='{spec.pretrained}')\"` and copy ~/.cache/huggingface to this machine, or download the "
+                "checkpoint file and choose it as a local checkpoint (Preferences > Model, or --checkpoint)."
+            )
+        # A cached hub file is loaded by path: no network request at all, and no minute of offline retries.
+        by_path = cached is not None and cfg.get("hf_hub") and cached.name in weights_cache.HF_WEIGHT_FILES + (
+            os.path.basename(cfg.get("hf_hub", "")),)
+        try:
+            if by_path:
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.architecture, pretrained=str(cached), device=dev,
+                    **weights_cache.preprocess_overrides(cfg),
+                )
+            else:
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.architecture, pretrained=spec.pretrained, device=dev, cache_dir=cache_dir
+                )
         except Exception as exc:  # noqa: BLE001 - hub / network / file errors all become one clear message
             raise WeightsUnavailableError(
                 f"Could not load pretrained weights {spec.name} / {spec.pretrained}: {type(exc).__name__}: {exc}. "
