@@ -293,9 +293,10 @@ class MainWindow(QMainWindow):
         self.model_label.setObjectName("modelLabel")
         self.vocab_label = QLabel()
         self.mean_label = QLabel()
-        for w in (self.loader_progress, self.encode_progress, self.skipped_button):
-            sb.addWidget(w)
-        for w in (self.device_label, self.model_label, self.vocab_label, self.mean_label):
+        # All permanent: QStatusBar hides normal widgets while a temporary message is shown, and progress, Cancel
+        # and the skipped-files button must stay reachable. Messages use the space on the left.
+        for w in (self.loader_progress, self.encode_progress, self.skipped_button,
+                  self.device_label, self.model_label, self.vocab_label, self.mean_label):
             sb.addPermanentWidget(w)
 
     def _action(self, text: str, slot: Any, shortcut: Any = None, tip: str = "") -> QAction:

@@ -283,6 +283,10 @@ def load_pipeline(
         from splice_desktop.core.zeroshot import ZeroShotHead, imagenet_classes
 
         state.zeroshot = ZeroShotHead(state.loaded, imagenet_classes(), ensemble=cfg.ensemble)
+        # Encode (or load) the class prompts here, off the GUI thread and cancellable; otherwise the first
+        # comparison would encode 1000 prompts on whichever thread asks first.
+        state.zeroshot.prepare(progress=lambda d, t, m="": ctx.progress(d, t, m or "Encoding zero-shot class prompts…"),
+                               cancel=ctx.cancel)
     state.timings["zeroshot"] = time.perf_counter() - t0
     return state
 

@@ -400,3 +400,14 @@ def test_unusable_vocabulary_is_reported_in_a_box_not_a_crash(qtbot, make_window
     assert "Preferences" in win.load_error_box.text()
     assert win.state is None and win.loader is None
     win.load_error_box.accept()
+
+
+def test_status_messages_do_not_hide_progress_or_skipped_button(qtbot, make_window):
+    win = make_window(autoload=False)
+    win._add_failures([("/x/broken.jpg", "not an image")])
+    win.encode_progress.show_progress("Encoding 1/10", 1, 10)
+    win.statusBar().showMessage("a temporary message", 5000)
+    qtbot.wait(10)
+    assert win.skipped_button.isVisible()
+    assert win.encode_progress.isVisible()
+    assert win.encode_progress.cancel_button.isVisible()
