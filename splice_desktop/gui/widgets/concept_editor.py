@@ -49,7 +49,7 @@ MODE_TIPS = {
     "zero": "Set the removed concept's weight to 0 and recompose, without re-solving (as in the SpLiCE paper).",
     "resolve": "Solve the lasso again at the same λ with the concept excluded: the other concepts compensate.",
 }
-COLUMNS = ("Concept", "Solved weight", "Scale", "Status")
+COLUMNS = ("Concept", "Weight", "Scale", "Status")
 GREY = QColor(150, 150, 150)
 
 
@@ -148,9 +148,12 @@ class ConceptEditor(QWidget):
         hdr = self.table.horizontalHeader()
         hdr.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         fm = self.table.fontMetrics()
-        for c, sample in ((1, "Solved weight"), (2, "x10.00"), (3, "scaled x1.5 (inactive)")):
+        for c, sample in ((1, "0.0000"), (2, "x10.00"), (3, "scaled x1.5")):
             hdr.setSectionResizeMode(c, QHeaderView.ResizeMode.Interactive)  # fixed widths: no per-row measuring
             self.table.setColumnWidth(c, fm.horizontalAdvance(sample) + 18)
+        # Concept names are the point of the table: keep room for a two-word concept.
+        self.table.setMinimumWidth(fm.horizontalAdvance("electrical switch") + 24 + sum(
+            self.table.columnWidth(c) for c in (1, 2, 3)))
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
         self.table.installEventFilter(self)  # Delete / Backspace remove the selection
 

@@ -151,7 +151,7 @@ class ZeroShotPanel(QWidget):
         self.table.setColumnWidth(4, 120)
         # The class name is what people read first: never let it be squeezed to an ellipsis.
         hdr.setMinimumSectionSize(fm.horizontalAdvance("Recomp.") + 12)
-        self.table.setMinimumWidth(fm.horizontalAdvance("mmmmmmmmmmmmmm") + sum(
+        self.table.setMinimumWidth(fm.horizontalAdvance("hen of the woods") + sum(
             self.table.columnWidth(c) for c in (1, 2, 3, 4)) + 8)
         self.table.horizontalHeaderItem(4).setToolTip("Edited minus recomposed probability (percentage points)")
         for c, tip in ((1, "Probability for the original CLIP embedding"), (2, "Probability for the SpLiCE recomposition"), (3, "Probability for the edited recomposition")):
