@@ -90,3 +90,20 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
             np.save(handle, array, allow_pickle=False)
 
     return atomic_write(path, _write)
+
+
+def load_npy_mmap(path: str | Path, shape: tuple[int, ...], dtype: "np.dtype | type" = np.float32) -> "np.ndarray | None":
+    """Memory-map a cached .npy; None (so the caller rebuilds it) if missing, unreadable or not the expected shape.
+
+    Caches are disposable: a truncated, foreign or stale file must mean "rebuild", never a crash.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if data.dtype != np.dtype(dtype) or tuple(data.shape) != tuple(shape):
+        return None
+    return data

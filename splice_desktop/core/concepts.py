@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from splice_desktop.core.cache import atomic_save_npy, cache_dir, safe_name
+from splice_desktop.core.cache import atomic_save_npy, cache_dir, load_npy_mmap, safe_name
 from splice_desktop.core.errors import VocabularyError
 from splice_desktop.core.image_mean import (  # noqa: F401 - re-exported: the contract groups them with concepts
     ImageMean,
@@ -83,14 +83,9 @@ def concept_cache_path(model_key: str, vocabulary_sha256: str) -> Path:
 
 
 def _read_cache(path: Path, k: int, d: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """Memory-map a cache file; None (so it is rebuilt) if missing, unreadable or the wrong shape."""
-    if not path.is_file():
-        return None
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if data.dtype != np.float32 or data.ndim != 2 or data.shape != (k + 1, d):
+    """Memory-map a cache file (k concept rows + the mean row); None, so it is rebuilt, if unusable."""
+    data = load_npy_mmap(path, (k + 1, d))
+    if data is None:
         return None
     return data[:k], np.array(data[k])
 

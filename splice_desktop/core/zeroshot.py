@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from splice_desktop.core.cache import atomic_save_npy, cache_dir, safe_name
+from splice_desktop.core.cache import atomic_save_npy, cache_dir, load_npy_mmap, safe_name
 from splice_desktop.core.errors import VocabularyError
 from splice_desktop.core.progress import CancelToken, ProgressFn, check, report
 from splice_desktop.core.vocab import clean_concept, content_sha256, decode_lines
@@ -228,16 +228,7 @@ class ZeroShotHead:
         return cache_dir(CACHE_KIND) / name
 
     def _read_cache(self) -> Optional[np.ndarray]:
-        path = self.cache_path
-        if not path.is_file():
-            return None
-        try:
-            data = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        if data.dtype != np.float32 or data.shape != (len(self.classes), int(self.loaded.embed_dim)):
-            return None
-        return data
+        return load_npy_mmap(self.cache_path, (len(self.classes), int(self.loaded.embed_dim)))
 
     def _encode(self, progress: Optional[ProgressFn], cancel: Optional[CancelToken]) -> np.ndarray:
         from splice_desktop.core.text_encoder import encode_texts
