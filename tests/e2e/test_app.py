@@ -184,3 +184,39 @@ def test_close_during_encoding_stops_cleanly(qtbot, make_window, photo_factory, 
     assert len(win.embeddings) < 80 or encoder is None  # stopped early (or had already finished)
     leftovers = [p for p in cache_root().rglob("*.tmp")]
     assert leftovers == [], f"half-written files left behind: {leftovers}"
+
+
+def test_heads_tab_in_the_real_window(qtbot, make_window, photo_factory, tmp_path):
+    """The CLIP-InterpreT tab inside the main window follows the selected image and runs analyses on a pool."""
+    from tests.conftest import make_photo_like
+
+    pool = tmp_path / "pool"
+    for i in range(5):
+        make_photo_like(pool / f"p{i}.jpg", size=(80, 64), seed=40 + i)
+    a = photo_factory("query.jpg", size=(160, 120), seed=7)
+    win = make_window()
+    _ready(qtbot, win)
+    qtbot.waitUntil(lambda: win.interpret_panel is not None, timeout=60000)
+    panel = win.interpret_panel
+    _real_drop(win, [a])
+    key = str(a.resolve())
+    qtbot.waitUntil(lambda: key in win.embeddings, timeout=120000)
+    win.tabs.setCurrentWidget(panel)  # the panel only receives images while it is visible
+    qtbot.waitUntil(lambda: panel.session is not None and panel.session.decomposition is not None, timeout=60000)
+
+    panel.set_pool_folders([pool])
+    with qtbot.waitSignal(panel.index_finished, timeout=60000):
+        panel.build_index()
+    assert len(panel.pool) == 5
+
+    panel.tabs.setCurrentIndex(1)
+    panel.topic_text.setText("a red square")
+    with qtbot.waitSignal(panel.analysis_finished, timeout=60000, check_params_cb=lambda t: t == "topic"):
+        panel.run_topic()
+    assert panel.topic_view.has_content()
+
+    panel.tabs.setCurrentIndex(3)
+    with qtbot.waitSignal(panel.analysis_finished, timeout=60000, check_params_cb=lambda t: t == "image_nn"):
+        panel.run_image_nn()
+    assert "Searched 5 images" in panel.image_note.text()
+    assert panel.session.forward_count == 1, "analyses must answer from the cached forward pass"
