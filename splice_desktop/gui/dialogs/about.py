@@ -27,6 +27,10 @@ LICENCES = [
     ("superqt", "BSD-3-Clause"),
     ("NumPy / SciPy", "BSD-3-Clause"),
     ("Pillow", "MIT-CMU (HPND)"),
+    ("Default vocabulary (data)", "CC BY-SA 4.0, from wordfreq data; includes WordNet 3.0 lemmas "
+                                  "(Copyright 2006 Princeton University); see NOTICE and vocab/SOURCES.md"),
+    ("Published head labels (data)", "CLIP-InterpreT, IntelLabs/multimodal_cognitive_ai (MIT-style, Intel); "
+                                     "shown as hints"),
 ]
 
 
