@@ -96,7 +96,11 @@ def test_decompose_json_stdout_and_top(workdir: Path, capsys) -> None:
     assert [Path(r["image"]).name for r in data] == ["photo0.jpg", "photo1.jpg"]  # input order kept
     for record in data:
         assert record["meaningless"] is True and TINY_MODEL in record["model"]
-        assert 1 <= len(record["concepts"]) <= 2 and record["l0"] >= len(record["concepts"])
+        # --top 2 keeps exactly the two heaviest of the l0 active concepts (all of them if fewer).
+        assert record["l0"] > 0
+        assert len(record["concepts"]) == min(2, record["l0"])
+        kept = [c["weight"] for c in record["concepts"]]
+        assert kept == sorted(kept, reverse=True) and kept[-1] > 0
         assert record["lambda"] == 0.3 and 0.3 < record["lambda_max"]
         assert record["vocabulary"]["size"] == 305
         assert record["image_mean_present"] is False

@@ -17,7 +17,7 @@ from splice_desktop.core.decompose import (
     recompose,
 )
 from splice_desktop.core.image_mean import ImageMean
-from splice_desktop.core.solvers import kkt_violation, objective
+from splice_desktop.core.solvers import kkt_violation, objective, solve_positive_lasso
 from splice_desktop.core.vocab import vocabulary_from_words
 
 
@@ -326,7 +326,11 @@ def test_tiny_model_bank_decomposes(tiny_model) -> None:
     dec_ = Decomposer(bank, ImageMean.absent())
     z = _unit(np.random.default_rng(0).normal(size=tiny_model.embed_dim)).astype(np.float32)
     dec = dec_.decompose(z, 0.5 * dec_.lambda_max(z))
-    assert 1 <= dec.l0 <= len(words) and set(dec.words) <= set(words)
+    # Below lambda_max at least one concept is active; the result is exactly the solver's minimiser.
+    expected = solve_positive_lasso(bank.matrix, center_image(z, None), dec.lam)
+    np.testing.assert_allclose(dec.dense, expected, atol=1e-6)
+    assert dec.l0 == int(np.count_nonzero(expected)) > 0
+    assert list(dec.words) == [words[i] for i in np.argsort(-expected, kind="stable")[: dec.l0]]
     assert kkt_violation(bank.matrix, center_image(z, None), dec.dense, dec.lam) < 1e-4
 
 

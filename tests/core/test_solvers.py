@@ -338,7 +338,9 @@ def test_admm_reference_approaches_exact_solution():
     exact = solve_positive_lasso(C, z, lam)
     w_chol, it_chol = admm_reference(C, z, lam, seed=0)
     w_wood, it_wood = admm_reference(C, z, lam, seed=0, woodbury=True)
-    assert 1 <= it_chol <= 2000 and 1 <= it_wood <= 2000
+    # Both stop on the reference's tolerance before the 2000-iteration cap, within a few iterations of each other.
+    assert it_chol < 2000 and it_wood < 2000
+    assert abs(it_chol - it_wood) <= 5
     # Same iterates up to float32 rounding, and both close to the exact optimum.
     np.testing.assert_allclose(w_chol, w_wood, atol=1e-3)
     o = objective(C, z, exact, lam)

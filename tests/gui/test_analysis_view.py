@@ -84,7 +84,8 @@ def test_slider_burst_is_throttled_and_last_value_solved(qtbot, view, image_embe
     assert view.lambda_value() == pytest.approx(expected)
     assert dec.lam == pytest.approx(expected)  # the last position is always solved
     solves = solver.processed - before
-    assert 1 <= solves <= 5, solves  # far fewer solves than the 100 ticks
+    assert solves > 0, "the final slider position must reach the solver"
+    assert solves <= 5, solves  # far fewer solves than the 100 ticks
     assert view.slider.emitted_count < 10
 
 
