@@ -33,9 +33,8 @@ EditMode = Literal["zero", "resolve"]
 EDIT_MODES: tuple[str, ...] = ("zero", "resolve")
 PATH_CACHE_SIZE = 8
 # Default floor of Decomposer.path, as a fraction of lambda_max. The authors' lambdas (0.15-0.35) sit well above
-# 0.1 * lambda_max on real images; going lower makes the path long (hundreds of knots, l0 -> d: measured 158 s
-# for a full path vs 0.5 s down to 0.1 on a 10k x 512 bank), and decompose() below the floor falls back to an
-# exact single solve anyway.
+# 0.1 * lambda_max on real images; going lower makes the path long (hundreds of knots as l0 approaches d; see
+# benchmarks/README.md), and decompose() below the floor falls back to an exact single solve anyway.
 PATH_MIN_RATIO = 0.1
 
 

@@ -463,14 +463,19 @@ def decompose_all_task(
 ) -> list[tuple[str, Any]]:
     """Decompose every (path, z, EditState|None) at the same relative lambda (fraction of each image's lambda_max).
 
-    Used by "Export all decompositions": each image's path is computed in the background with progress.
+    Used by "Export all decompositions". One lambda per image needs one exact solve, not a whole lasso path
+    (a path costs about a hundred solves); a path the view already computed is reused as a lookup.
     """
     out: list[tuple[str, Any]] = []
     total = len(items)
     for i, (path, z, edits) in enumerate(items):
         ctx.check()
-        p = decomposer.path(z, cancel=ctx.cancel)
-        lam = lam_abs if lam_abs is not None else float(lam_ratio or 0.0) * float(p.lambda_max)
+        p = decomposer.cached_path(z)
+        if lam_abs is not None:
+            lam = lam_abs
+        else:
+            lmax = float(p.lambda_max) if p is not None else decomposer.lambda_max(z)
+            lam = float(lam_ratio or 0.0) * lmax
         dec = decomposer.decompose(z, lam, path=p)
         if edits is not None and not edits.is_empty:
             dec = decomposer.edit(z, dec, edits)
