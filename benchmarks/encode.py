@@ -34,6 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import photo_like  # noqa: E402
 
 
 def machine() -> str:
@@ -49,26 +51,6 @@ def machine() -> str:
 
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{cpu}, {affinity} usable cores, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def photo_like(path: Path, size: tuple[int, int], seed: int) -> Path:
-    """Smooth gradients + sensor-like noise: JPEG sizes and decode costs like a real photo (flat images decode too fast)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack(
-        [
-            128 + 100 * np.sin(xx / (w / (2 + seed % 3)) + seed),
-            128 + 100 * np.cos(yy / (h / (1 + seed % 4))),
-            128 + 60 * np.sin((xx + yy) / (w / 3)),
-        ],
-        axis=-1,
-    )
-    base += rng.normal(0, 12, size=base.shape).astype(np.float32)
-    Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB").save(path, "JPEG", quality=90)
-    return path
 
 
 def make_images(folder: Path, size: tuple[int, int], n: int, distinct: int) -> list[Path]:

@@ -19,21 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def make_jpegs(folder: Path, start: int, n: int, size: tuple[int, int]) -> None:
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    rng = np.random.default_rng(start)
-    for i in range(start, start + n):
-        base = np.stack([128 + 100 * np.sin(xx / (w / (2 + i % 3)) + i), 128 + 100 * np.cos(yy / (h / (1 + i % 4))),
-                         128 + 60 * np.sin((xx + yy) / (w / 3) + i)], axis=-1)
-        arr = np.clip(base + rng.normal(0, 12, size=base.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(arr, "RGB").save(folder / f"img{i:04d}.jpg", "JPEG", quality=85)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import make_jpegs  # noqa: E402
 
 
 def pump(app, cond, timeout: float) -> bool:
@@ -87,8 +74,8 @@ def main() -> int:
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     print("generating 1000 JPEGs…", flush=True)
-    make_jpegs(tmp / "first", 0, 100, size)
-    make_jpegs(tmp / "rest", 100, 900, size)
+    make_jpegs(tmp / "first", 100, size, start=0, quality=85)
+    make_jpegs(tmp / "rest", 900, size, start=100, quality=85)
 
     from PySide6.QtWidgets import QApplication
 

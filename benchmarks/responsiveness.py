@@ -22,25 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def make_jpegs(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        base = np.stack([128 + 100 * np.sin(xx / (w / (2 + i % 3)) + i), 128 + 100 * np.cos(yy / (h / (1 + i % 4))),
-                         128 + 60 * np.sin((xx + yy) / (w / 3))], axis=-1)
-        arr = np.clip(base + rng.normal(0, 12, size=base.shape), 0, 255).astype(np.uint8)
-        p = folder / f"img{i:04d}.jpg"
-        Image.fromarray(arr, "RGB").save(p, "JPEG", quality=88)
-        paths.append(p)
-    return paths
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _images import make_jpegs  # noqa: E402
 
 
 class StallProbe:
