@@ -99,34 +99,31 @@ def _eprint(*parts: Any) -> None:
 # ----------------------------------------------------------------------------------------------- parser
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, kind: type, minimum: float, inclusive: bool) -> Any:
+    """Parse an option value of ``kind`` and check it against its lower bound, with a message argparse prints."""
+    noun = "number" if kind is float else "whole number"
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (got {text})")
+        raise argparse.ArgumentTypeError(f"not a {noun}: {text!r}") from None
+    ok = value >= minimum if inclusive else value > minimum
+    if not ok or value == float("inf"):
+        bound = ">=" if inclusive else ">"
+        finite = "finite " if kind is float else ""
+        raise argparse.ArgumentTypeError(f"must be a {finite}{noun} {bound} {minimum:g} (got {text})")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, 0, inclusive=True)
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number > 0 (got {text})")
-    return value
+    return _number(text, int, 0, inclusive=False)
 
 
 def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (got {text})")
-    return value
+    return _number(text, int, 0, inclusive=True)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
