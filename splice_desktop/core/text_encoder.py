@@ -37,6 +37,19 @@ class _TextTower:
     eos_id: Optional[int]
 
 
+def _tower_from(holder: Any, pool_attr: str, eos_attr: str) -> _TextTower:
+    return _TextTower(
+        token_embedding=holder.token_embedding,
+        positional_embedding=holder.positional_embedding,
+        transformer=holder.transformer,
+        ln_final=holder.ln_final,
+        attn_mask=getattr(holder, "attn_mask", None),
+        projection=getattr(holder, "text_projection", None),
+        pool_type=getattr(holder, pool_attr, "argmax"),
+        eos_id=getattr(holder, eos_attr, None),
+    )
+
+
 def _tower_parts(model: Any) -> Optional[_TextTower]:
     """Find the text tower of an open_clip ``CLIP`` (attributes on the model) or ``CustomTextCLIP`` (``model.text``)."""
     text = getattr(model, "text", None)
@@ -44,28 +57,11 @@ def _tower_parts(model: Any) -> Optional[_TextTower]:
         # TextTransformer: CoCa-style appended CLS and padding masks change what the pooled token sees.
         if getattr(text, "cls_emb", None) is not None or getattr(text, "use_pad_mask", False):
             return None
-        return _TextTower(
-            token_embedding=text.token_embedding,
-            positional_embedding=text.positional_embedding,
-            transformer=text.transformer,
-            ln_final=text.ln_final,
-            attn_mask=getattr(text, "attn_mask", None),
-            projection=getattr(text, "text_projection", None),
-            pool_type=getattr(text, "pool_type", "argmax"),
-            eos_id=getattr(text, "eos_id", None),
-        )
+        return _tower_from(text, "pool_type", "eos_id")
     needed = ("token_embedding", "positional_embedding", "transformer", "ln_final")
     if all(hasattr(model, name) for name in needed):
-        return _TextTower(
-            token_embedding=model.token_embedding,
-            positional_embedding=model.positional_embedding,
-            transformer=model.transformer,
-            ln_final=model.ln_final,
-            attn_mask=getattr(model, "attn_mask", None),
-            projection=getattr(model, "text_projection", None),
-            pool_type=getattr(model, "text_pool_type", "argmax"),
-            eos_id=getattr(model, "text_eos_id", None),
-        )
+        # CLIP keeps the tower's attributes on the model itself, with text_-prefixed pooling settings.
+        return _tower_from(model, "text_pool_type", "text_eos_id")
     return None  # e.g. HFTextEncoder towers
 
 
