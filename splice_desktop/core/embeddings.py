@@ -216,10 +216,14 @@ class _Prepared:
     error: Optional[ImageLoadError] = None
 
 
-def prepare_image(loaded: Any, path: Path, cache: Optional[ImageEmbeddingCache] = None) -> _Prepared:
-    """Digest first (a cache hit skips decoding), else decode in draft mode at the model's size and preprocess."""
+def prepare_image(loaded: Any, path: Path, cache: Optional[ImageEmbeddingCache] = None,
+                  digest: Optional[str] = None) -> _Prepared:
+    """Digest first (a cache hit skips decoding), else decode in draft mode at the model's size and preprocess.
+
+    ``digest``: the file's content digest when the caller already has it (saves hashing the file twice).
+    """
     try:
-        digest = file_digest(path)
+        digest = digest or file_digest(path)
         if cache is not None:
             hit = cache.get(digest)
             if hit is not None:
@@ -234,7 +238,7 @@ def prepare_image(loaded: Any, path: Path, cache: Optional[ImageEmbeddingCache] 
         return _Prepared(path, error=exc)
 
 
-def _decode_thread_init() -> None:
+def decode_thread_init() -> None:
     """Make torch ops in a decode thread single-threaded.
 
     preprocess ends in small torch ops (ToTensor, Normalize) that are not worth parallelising, and the cores
@@ -285,7 +289,7 @@ def encode_images(
         return rep
 
     pool = ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix="decode", initializer=_decode_thread_init
+        max_workers=workers, thread_name_prefix="decode", initializer=decode_thread_init
     ) if workers > 0 else None
     lookahead = 2 * batch_size + max(workers, 1)
     queue: deque[Future | _Prepared] = deque()

@@ -273,26 +273,17 @@ class PoolIndex:
         """Decode the next batch in a thread while the model runs on the current one (PIL releases the GIL)."""
         import torch
 
-        from splice_desktop.core.images import load_image
+        from splice_desktop.core.embeddings import ImageEmbeddingCache, decode_thread_init, prepare_image
 
-        try:
-            from splice_desktop.core.embeddings import ImageEmbeddingCache
-
-            emb_cache: Any = ImageEmbeddingCache(self.model_key)
-        except ImportError:  # pragma: no cover - the SpLiCE cache is optional for the pool
-            emb_cache = None
-        size = self.loaded.image_size
-        preprocess = self.loaded.preprocess
+        emb_cache = ImageEmbeddingCache(self.model_key)
 
         def decode_batch(batch: list[tuple[int, Path, str]]) -> list[tuple[int, str, Any]]:
+            # Same decode + preprocess as SpLiCE encoding (draft mode, named errors); no cache lookup, because
+            # the pool needs the per-head vectors, which only a forward pass gives.
             res = []
             for k, path, digest in batch:
-                try:
-                    res.append((k, digest, preprocess(load_image(path, target_size=size))))
-                except ImageLoadError as exc:
-                    res.append((k, digest, exc))
-                except Exception as exc:  # noqa: BLE001 - a bad file must not stop the batch
-                    res.append((k, digest, ImageLoadError(path, f"{type(exc).__name__}: {exc}")))
+                prepared = prepare_image(self.loaded, path, digest=digest)
+                res.append((k, digest, prepared.error if prepared.error is not None else prepared.tensor))
             return res
 
         total = len(items)
@@ -301,7 +292,8 @@ class PoolIndex:
         batches = [items[i : i + batch_size] for i in range(0, total, batch_size)]
         if not batches:
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pool-decode",
+                                initializer=decode_thread_init) as pool:
             future = pool.submit(decode_batch, batches[0])
             try:
                 for b in range(len(batches)):
@@ -320,10 +312,8 @@ class PoolIndex:
                         u, sc, emb = dec.head_u(), dec.pool_scalars(), dec.embedding
                         for j, (k, digest, _) in enumerate(ok):
                             out[k] = (u[j], sc[j], emb[j])
-                            if emb_cache is not None:
-                                emb_cache.put(digest, emb[j])
+                            emb_cache.put(digest, emb[j])
                     done += len(decoded)
                     report(progress, done, total, "Indexing pool images")
             finally:
-                if emb_cache is not None:
-                    emb_cache.flush()
+                emb_cache.flush()
