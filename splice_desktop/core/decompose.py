@@ -50,12 +50,16 @@ class LambdaTooSmallError(SpliceError):
     """The exact solution at this lambda would need more active concepts than embedding dimensions."""
 
 
-def _solve(C: np.ndarray, z_tilde: np.ndarray, lam: float, exclude: Optional[np.ndarray] = None) -> np.ndarray:
-    """solve_positive_lasso with its "too many active concepts" ValueError turned into a user-facing error."""
-    from splice_desktop.core.solvers import solve_positive_lasso
+def _solve(
+    C: np.ndarray, z_tilde: np.ndarray, lam: float, exclude: Optional[np.ndarray] = None
+) -> tuple[np.ndarray, float]:
+    """(weights, lambda_max) from one exact solve, with the solver's "too many active concepts" ValueError turned
+    into a user-facing error."""
+    from splice_desktop.core.solvers import solve_with_lambda_max
 
     try:
-        return np.asarray(solve_positive_lasso(C, z_tilde, lam, exclude=exclude), dtype=np.float32)
+        w, lmax = solve_with_lambda_max(C, z_tilde, lam, exclude=exclude)
+        return np.asarray(w, dtype=np.float32), lmax
     except ValueError as exc:
         raise LambdaTooSmallError(
             f"lambda {lam:.4g} is too small for this concept bank ({C.shape[0]} concepts, {C.shape[1]} dimensions): "
@@ -353,8 +357,6 @@ class Decomposer:
 
     def decompose(self, z: np.ndarray, lam: float, path: "LassoPath | None" = None) -> Decomposition:
         """Solve at ``lam`` (a lookup on ``path`` when given, else an exact active-set solve)."""
-        from splice_desktop.core.solvers import lambda_max
-
         lam = float(lam)
         if not np.isfinite(lam) or lam < 0:
             raise ValueError(f"lambda must be a finite number >= 0 (got {lam})")
@@ -369,13 +371,9 @@ class Decomposer:
             )
         elif path is not None:  # below where this path stops: an exact single solve instead
             lmax = float(path.lambda_max)
-            w = _solve(self._C, z_tilde, lam) if lam < lmax else np.zeros(self._C.shape[0], dtype=np.float32)
+            w = _solve(self._C, z_tilde, lam)[0] if lam < lmax else np.zeros(self._C.shape[0], dtype=np.float32)
         else:
-            lmax = float(lambda_max(self._C, z_tilde))
-            if lam >= lmax:
-                w = np.zeros(self._C.shape[0], dtype=np.float32)
-            else:
-                w = _solve(self._C, z_tilde, lam)
+            w, lmax = _solve(self._C, z_tilde, lam)  # zero weights when lam >= lambda_max
         return self._result(z, z_tilde, w, lam, lmax, NO_EDITS, "original")
 
     def edit(self, z: np.ndarray, base: Decomposition, edits: EditState | None = None, *,
@@ -401,7 +399,7 @@ class Decomposer:
             if base.lam >= base.lambda_max:
                 w = np.zeros(self._C.shape[0], dtype=np.float32)
             else:
-                w = _solve(self._C, z_tilde, base.lam, exclude=exclude).copy()
+                w = _solve(self._C, z_tilde, base.lam, exclude=exclude)[0].copy()
             w[exclude] = 0.0
         else:
             w = np.array(base.dense, dtype=np.float32)

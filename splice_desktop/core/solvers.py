@@ -43,6 +43,7 @@ __all__ = [
     "lambda_max",
     "objective",
     "solve_positive_lasso",
+    "solve_with_lambda_max",
     "compute_path",
     "LassoPath",
     "admm_reference",
@@ -57,6 +58,11 @@ _AMBIG = 2e-5  # float32 correlation error bound; closer calls are decided in fl
 # Initial working-set sizes (concepts most correlated with z) for one lambda and for a whole path.
 _M0_SOLVE = 256
 _M0_PATH = 512
+# One lambda from cold: working set solved in Gram space, the most concepts active at once there, and rounds of
+# "add the violators and rerun" before handing over to the row-space engine.
+_M0_GRAM = 128
+_GRAM_CAP = 96
+_GRAM_ROUNDS = 3
 # Knots between checks against the concepts outside the working set.
 _CHUNK = 32
 _CHUNK_MIN, _CHUNK_MAX = 16, 64
@@ -559,6 +565,188 @@ def _screened_homotopy(
 # --------------------------------------------------------------------------------------------- single lambda
 
 
+def _working_set_homotopy(
+    rows: np.ndarray, b: np.ndarray, lam_stop: float, cap: int
+) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Exact homotopy on a small working set: (active positions, float64 weights at ``lam_stop``).
+
+    ``rows`` (m, d) float64 are the working-set concepts and ``b`` their products with z. It runs in Gram space:
+    a concept's Gram row against the working set is computed once, when it enters (m x d), and every other
+    quantity per knot is m- or n-dimensional. The inverse H of the active Gram is kept by bordered (Schur)
+    updates and the final weights come from a fresh solve, so rounding in H could at most reorder near-
+    simultaneous events, which the caller's KKT check on every concept catches. None if more than ``cap``
+    concepts would be active at once or the path degenerates.
+    """
+    m = b.shape[0]
+    b2 = 2.0 * b
+    j0 = int(np.argmax(b2))
+    lam = float(b2[j0])
+    if lam <= lam_stop:
+        return np.empty(0, np.int64), np.empty(0)
+    A = [j0]
+    GA = np.empty((cap, m))  # Gram rows of the active concepts against the working set
+    GA[0] = rows @ rows[j0]
+    H = np.empty((cap, cap))  # inverse of the active Gram
+    H[0, 0] = 1.0 / GA[0, j0]
+    BQ = np.empty((cap, 2))  # b_A and ones
+    BQ[0] = b[j0], 1.0
+    blocked = np.zeros(m, dtype=bool)  # active, dependent (in the span of the active rows) or just dropped
+    blocked[j0] = True
+    dependent: list[int] = []
+    dropped = -1
+    while True:
+        n = len(A)
+        # On the active set w(lam) = P - lam Q / 2 with [P, Q] = G_AA^{-1} [b_A, 1].
+        PQ = H[:n, :n] @ BQ[:n]
+        # Entering: corr_j(lam') = b2_j - 2 G_jA P + lam' G_jA Q reaches lam' at lam' = (b2 - 2 G P) / (1 - G Q).
+        GPQ = PQ.T @ GA[:n]  # (2, m)
+        denom = 1.0 - GPQ[1]
+        off = blocked | (denom <= 1e-12)
+        denom[off] = 1.0
+        lam_in = (b2 - 2.0 * GPQ[0]) / denom
+        lam_in[off] = -np.inf
+        j_in = int(np.argmax(lam_in))
+        lam_enter = min(float(lam_in[j_in]), lam)
+        # Leaving: w_i(lam') = 0 at lam' = 2 P_i / Q_i, for Q_i < 0 (weights that shrink as lambda falls).
+        P, Q = PQ[:, 0], PQ[:, 1]
+        i_out, lam_leave = -1, -np.inf
+        if Q.min() < 0:
+            lam_out = np.where(Q < 0, 2.0 * P / np.minimum(Q, -1e-300), -np.inf)
+            i_out = int(np.argmax(lam_out))
+            lam_leave = min(float(lam_out[i_out]), lam)
+        if max(lam_enter, lam_leave) <= lam_stop:
+            Ai = np.asarray(A)
+            PQ = np.linalg.solve(GA[:n, Ai], BQ[:n])
+            return Ai, np.maximum(PQ[:, 0] - lam_stop * 0.5 * PQ[:, 1], 0.0)
+        t_enter, t_leave = lam - lam_enter, lam - lam_leave
+        t = min(t_enter, t_leave)
+        lam -= t
+        if dropped >= 0:
+            blocked[dropped] = False
+            dropped = -1
+        if t_leave <= t_enter:
+            h = H[:n, i_out].copy()
+            H[:n, :n] -= np.outer(h, h / h[i_out])
+            keep = [i for i in range(n) if i != i_out]
+            H[: n - 1, : n - 1] = H[np.ix_(keep, keep)]
+            GA[: n - 1] = GA[keep]
+            BQ[: n - 1] = BQ[keep]
+            dropped = A.pop(i_out)
+            for p in dependent:  # the span shrank: rows that depended on it may enter again
+                blocked[p] = False
+            dependent = []
+            if not A:  # impossible on a valid path; guard against a degenerate dictionary
+                return None
+            continue
+        g_row = rows @ rows[j_in]
+        g = g_row[A]
+        v = H[:n, :n] @ g
+        gjj = float(g_row[j_in])
+        sch = gjj - float(g @ v)  # squared distance of row j from the span of the active rows
+        blocked[j_in] = True
+        if not sch > 1e-10 * max(gjj, 1e-300):
+            dependent.append(j_in)
+            continue
+        if n >= cap:
+            return None
+        H[:n, :n] += np.outer(v, v / sch)
+        H[:n, n] = H[n, :n] = -v / sch
+        H[n, n] = 1.0 / sch
+        GA[n] = g_row
+        BQ[n] = b[j_in], 1.0
+        A.append(j_in)
+
+
+def _outside_violators(C: np.ndarray, r64: np.ndarray, lam: float, skip: Optional[np.ndarray], active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concepts (not active, not in ``skip``) whose correlation ``2 <c_j, r>`` exceeds lam, decided exactly.
+
+    One float32 (k, d) product; the few within float32's error of the bound are re-checked in float64. Returns
+    (violators, float32 correlations with -inf on the skipped and active ones) so callers can pick likely entrants.
+    """
+    e = C @ (2.0 * r64).astype(_F32)
+    e[active] = -np.inf
+    if skip is not None:
+        e[skip] = -np.inf
+    near = np.flatnonzero(e > lam - _AMBIG)
+    if near.size:
+        c64 = 2.0 * (C[near].astype(_F64) @ r64)
+        near = near[c64 > lam * (1 + 1e-9) + 1e-12]
+    return near, e
+
+
+def _top_candidates(corr: np.ndarray, m: int) -> np.ndarray:
+    """About the ``m`` largest entries of ``corr`` (indices; finite ones only), without a full partition of k.
+
+    The threshold is the matching order statistic of a strided 1-in-8 sample (np.argpartition of 10k values
+    costs ~0.1 ms, as much as the rest of a cold solve's bookkeeping); the working set only has to be a good
+    guess, because the KKT check on every concept decides.
+    """
+    k = corr.shape[0]
+    if k <= 8 * m:
+        idx = np.argpartition(corr, k - m)[k - m :] if m < k else np.arange(k)
+    else:
+        sample = corr[::8]
+        q = max(1, m // 8)
+        thr = np.partition(sample, sample.shape[0] - q)[sample.shape[0] - q]
+        idx = np.flatnonzero(corr >= thr) if np.isfinite(thr) else np.argpartition(corr, k - m)[k - m :]
+    return idx[np.isfinite(corr[idx])]
+
+
+def _solve_small_working_set(
+    C: np.ndarray, z: np.ndarray, lam: float, excluded: Optional[np.ndarray]
+) -> Optional[tuple[np.ndarray, np.ndarray, float]]:
+    """One lambda from cold in two passes over C: (global indices, float64 weights, lambda_max), or None.
+
+    Pass one ranks all concepts by their correlation with z; the homotopy runs on about the top ``_M0_GRAM`` of
+    them (Gram space, ~30 us a knot), and pass two checks the KKT conditions on every inactive concept at the
+    final residual. Violators join the working set and the homotopy is rerun; an optimum is returned only when
+    no concept anywhere violates them. None when the active set outgrows ``_GRAM_CAP`` (small lambdas: the
+    row-space engine with bordered updates is cheaper there), the working set keeps growing, or rounding made
+    the homotopy disagree with the check; the row-space engine then decides.
+    """
+    k, d = C.shape
+    z64 = z.astype(_F64)
+    corr0 = C @ z
+    if excluded is not None:
+        corr0[excluded] = -np.inf
+    top = float(corr0.max())
+    if not np.isfinite(top):
+        return np.empty(0, np.int64), np.empty(0), 0.0
+    near = np.flatnonzero(corr0 >= top - 0.5 * _AMBIG)  # float32 near-ties for lambda_max, decided in float64
+    b_near = C[near].astype(_F64) @ z64
+    j_top = int(near[np.argmax(b_near)])
+    lmax = max(0.0, 2.0 * float(b_near.max()))
+    if lmax <= lam:
+        return np.empty(0, np.int64), np.empty(0), lmax
+    W = np.union1d(_top_candidates(corr0, _M0_GRAM), [j_top])  # the exact argmax must start the path
+    rows = C[W].astype(_F64)
+    b = rows @ z64
+    in_W = np.zeros(k, dtype=bool)
+    in_W[W] = True
+    for _ in range(_GRAM_ROUNDS):
+        res = _working_set_homotopy(rows, b, lam, min(_GRAM_CAP, d))
+        if res is None:
+            return None
+        pos, w = res
+        r64 = z64 - rows[pos].T @ w
+        # Every inactive concept is checked, working set included: a violation inside W would mean rounding misled
+        # the homotopy, and then the row-space engine decides.
+        bad, e = _outside_violators(C, r64, lam, excluded, W[pos])
+        if bad.size == 0:
+            return W[pos], w, lmax
+        if in_W[bad].any() or pos.size + bad.size > _GRAM_CAP:
+            return None  # rounding misled the homotopy, or lambda is too small for a small working set
+        # Add the violators and the concepts next closest to the bound (the likeliest next entrants).
+        e[W] = -np.inf
+        new = np.union1d(bad, _top_candidates(e, _LOOKAHEAD))
+        new = new[~in_W[new]]
+        rows = np.concatenate([rows, C[new].astype(_F64)])
+        b = np.concatenate([b, rows[W.size :] @ z64])
+        W = np.concatenate([W, new])
+        in_W[new] = True
+    return None
+
+
 def solve_positive_lasso(
     C: np.ndarray,
     z_tilde: np.ndarray,
@@ -568,25 +756,43 @@ def solve_positive_lasso(
 ) -> np.ndarray:
     """Exact minimiser at one lambda, (k,) float32. ``exclude``: concept indices forced to zero.
 
-    Runs the working-set homotopy down to ``lam`` (a few hundred screened concepts, verified against the whole
-    dictionary) and finishes with a fresh solve on the final active set. ``gram`` (optional (k, k) ``C C^T``) only
-    saves the small active-set products. Raises ValueError if lambda is so small that the solution needs more
-    than d concepts.
+    Typical lambdas (up to ~``_GRAM_CAP`` active concepts) take two passes over C: rank the concepts by their
+    correlation with z, run the homotopy on the best ~``_M0_GRAM`` of them, check the KKT conditions on all
+    (adding violators and rerunning until none is left). Smaller lambdas use the row-space working-set homotopy
+    of ``compute_path``. ``gram`` (optional (k, k) ``C C^T``) is only used by the latter. Raises ValueError if
+    lambda is so small that the solution needs more than d concepts.
     """
+    return solve_with_lambda_max(C, z_tilde, lam, exclude, gram)[0]
+
+
+def solve_with_lambda_max(
+    C: np.ndarray,
+    z_tilde: np.ndarray,
+    lam: float,
+    exclude: Optional[Iterable[int]] = None,
+    gram: Optional[np.ndarray] = None,
+) -> tuple[np.ndarray, float]:
+    """``solve_positive_lasso`` and lambda_max of the (non-excluded) dictionary: a new image needs both (weights
+    and the slider's top), and the solver's first pass over C computes lambda_max anyway."""
     C, z = _as_inputs(C, z_tilde)
     k, d = C.shape
     lam = float(lam)
     if lam < 0:
         raise ValueError(f"lambda must be >= 0, got {lam}")
     out = np.zeros(k, dtype=_F32)
-    res = _screened_homotopy(C, z, lam, _exclude_mask(k, exclude), None, gram, _M0_SOLVE, path=False)
+    excluded = _exclude_mask(k, exclude)
+    small = _solve_small_working_set(C, z, lam, excluded) if gram is None else None
+    if small is not None:
+        out[small[0]] = small[1].astype(_F32)
+        return out, small[2]
+    res = _screened_homotopy(C, z, lam, excluded, None, gram, _M0_SOLVE, path=False)
     if res.stop_reason == "rank":
         raise ValueError(
             f"lambda={lam:.4g} is below the smallest lambda this dictionary supports exactly "
             f"(the active set would exceed d={d}); use a larger lambda"
         )
     out[res.active] = res.weights.astype(_F32)
-    return out
+    return out, res.lam_start
 
 
 # --------------------------------------------------------------------------------------------- path

@@ -20,6 +20,7 @@ from splice_desktop.core.solvers import (
     lambda_max,
     objective,
     solve_positive_lasso,
+    solve_with_lambda_max,
 )
 
 SUPPORT_EPS = 1e-7  # weights below this are ignored when comparing supports
@@ -209,6 +210,73 @@ def test_planted_support_recovered(k, d):
     # The planted atoms are the first to enter: every lambda above that point is a subset of the support.
     for lam_hi in np.linspace(lam, path.lambda_max, 7):
         assert set(np.flatnonzero(path.weights_at(lam_hi))) <= set(support.tolist())
+
+
+class _RouteSpy:
+    """Counts which single-lambda route ran: working-set homotopy rounds, and fallbacks to the row-space engine."""
+
+    def __init__(self, monkeypatch) -> None:
+        import splice_desktop.core.solvers as solvers
+
+        self.rounds = 0
+        self.fallbacks = 0
+        ws, rs = solvers._working_set_homotopy, solvers._screened_homotopy
+
+        def ws_spy(*a, **kw):
+            self.rounds += 1
+            return ws(*a, **kw)
+
+        def rs_spy(*a, **kw):
+            self.fallbacks += 1
+            return rs(*a, **kw)
+
+        monkeypatch.setattr(solvers, "_working_set_homotopy", ws_spy)
+        monkeypatch.setattr(solvers, "_screened_homotopy", rs_spy)
+
+
+def test_single_lambda_routes_all_match_sklearn(monkeypatch):
+    """One round, several rounds (a working set that misses entering concepts) and the fallback all give the
+    sklearn minimiser; the spy proves each route really ran."""
+    import splice_desktop.core.solvers as solvers
+
+    C, z = random_problem(3000, 128, seed=21)
+    lmax = lambda_max(C, z)
+    lams = lmax * np.array([0.7, 0.45, 0.3])
+    refs = sklearn_chain(C, z, lams)
+    spy = _RouteSpy(monkeypatch)
+
+    def run(expect_rounds_at_least: int, expect_fallback: bool) -> None:
+        spy.rounds = spy.fallbacks = 0
+        for lam, ref in zip(lams, refs):
+            assert_same_solution(C, z, solve_positive_lasso(C, z, lam), ref, lam, "solve")
+        assert spy.rounds >= expect_rounds_at_least
+        assert (spy.fallbacks > 0) == expect_fallback
+
+    run(expect_rounds_at_least=3, expect_fallback=False)
+    # A working set of ~8 cannot hold the answer: violators must be found on the full check and added, so at
+    # least one lambda needs more than one round.
+    monkeypatch.setattr(solvers, "_M0_GRAM", 2)
+    monkeypatch.setattr(solvers, "_LOOKAHEAD", 1)
+    monkeypatch.setattr(solvers, "_GRAM_ROUNDS", 50)
+    monkeypatch.setattr(solvers, "_GRAM_CAP", 10**6)  # no early hand-over: the rounds must converge
+    run(expect_rounds_at_least=len(lams) + 1, expect_fallback=False)
+    # Too many active concepts for the small route: the row-space engine answers.
+    monkeypatch.setattr(solvers, "_GRAM_CAP", 3)
+    run(expect_rounds_at_least=1, expect_fallback=True)
+
+
+def test_solve_with_lambda_max_returns_the_slider_top():
+    C, z, support = planted_problem(2000, 64, seed=22)
+    lmax = lambda_max(C, z)
+    w, top = solve_with_lambda_max(C, z, 0.4 * lmax)
+    assert top == lmax and w.any()
+    w0, top0 = solve_with_lambda_max(C, z, 2.0 * lmax)
+    assert top0 == lmax and not w0.any()
+    # With concepts excluded it is lambda_max of the remaining dictionary.
+    first = int(np.argmax(C.astype(np.float64) @ z))
+    keep = np.setdiff1d(np.arange(C.shape[0]), [first])
+    _, top_ex = solve_with_lambda_max(C, z, 0.4 * lmax, exclude=[first])
+    assert top_ex == pytest.approx(lambda_max(C[keep], z), rel=1e-12) and top_ex < lmax
 
 
 def test_path_lookup_equals_fresh_solve_at_and_between_knots():
