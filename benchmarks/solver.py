@@ -142,7 +142,8 @@ def bench_size(k: int, d: int, n_images: int, full_admm: bool, lookups: int = 20
         o, o_ref = objective(C, z, w, lam), objective(C, z, ref, lam)
         l0s.append(int(np.count_nonzero(w)))
         print(
-            f"  image: lambda_max={lmax:.3f} lambda={lam:.3f} l0={l0s[-1]} (sklearn {int(np.count_nonzero(ref > 1e-7))}) "
+            f"  image: lambda_max={lmax:.3f} lambda={lam:.3f} l0={l0s[-1]} "
+            f"(sklearn {int(np.count_nonzero(ref > 1e-7))}) "
             f"objective ours-sklearn={o - o_ref:+.2e} (ours lower is better) path knots={len(p)} "
             f"l0@0.02={p.l0_at(0.02 * lmax)}; cold {cold[-1] * 1e3:.2f} ms ({THREADS} thr) / {cold1[-1] * 1e3:.2f} ms "
             f"(1 thr), sklearn {sk_t[-1] * 1e3:.1f} ms",
@@ -225,8 +226,8 @@ def main() -> None:
     args = ARGS
     print("# benchmarks/solver.py")
     print(f"machine: {machine_summary()}")
-    print(f"numpy {np.__version__}; this solver and ADMM with {args.threads} BLAS thread(s) (threadpoolctl), sklearn with "
-          f"the faster of 1 and {args.threads}; torch not used")
+    print(f"numpy {np.__version__}; this solver and ADMM with {args.threads} BLAS thread(s) (threadpoolctl), "
+          f"sklearn with the faster of 1 and {args.threads}; torch not used")
     try:
         import sklearn
 

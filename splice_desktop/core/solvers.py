@@ -14,7 +14,13 @@ Why a homotopy (positive LARS-lasso) and not coordinate descent (sklearn, the re
 - At SpLiCE's typical lambdas only ~10 concepts are active, so one lambda from cold is ~10 knots: cheaper than
   even one pass of coordinate descent to convergence.
 
-How it stays fast and exact on 10k-15k concepts:
+One lambda from cold (``solve_positive_lasso``): two passes over C. The first ranks all concepts by their
+correlation with z (and gives lambda_max); the homotopy runs in Gram space on the top ~128 (no d-dimensional work
+per knot except one Gram row when a concept enters); the second pass checks the KKT conditions on every inactive
+concept. Violators join the working set and the homotopy is rerun; many active concepts (small lambdas) hand
+over to the row-space engine below.
+
+The whole path (``compute_path``), and how it stays fast and exact on 10k-15k concepts:
 - Working set: the homotopy runs on the concepts most correlated with z (``_M0_*``). Every few knots their
   residuals are checked against *all* concepts in one (k, d) x (d, knots) float32 product. Between two knots both
   a concept's correlation and lambda are linear in lambda, so "corr_j <= lambda at every knot" proves nothing
@@ -52,6 +58,7 @@ __all__ = [
 
 _F32 = np.float32
 _F64 = np.float64
+_NO_INDEX = np.empty(0, dtype=np.int64)
 # Candidates re-evaluated in float64 when picking the next entering concept.
 _REFINE = 8
 _AMBIG = 2e-5  # float32 correlation error bound; closer calls are decided in float64
@@ -535,10 +542,8 @@ def _screened_homotopy(
         new_segs = eng.segments[verified:]
         if new_segs and eng.W.size < n_allowed:
             if not path and eng.done:
-                r_end = eng.residuals[-1].astype(_F32)
-                e_end = 2.0 * (C @ r_end) - _F32(new_segs[-1].lam_lo)
-                e_end[skip] = -np.inf
-                if not (e_end > -_AMBIG).any():
+                bad, _ = _outside_violators(C, eng.residuals[-1], new_segs[-1].lam_lo, skip, _NO_INDEX)
+                if bad.size == 0:
                     break
             first, add = _first_violation(C, eng, verified, skip)
             if first < len(new_segs):
@@ -657,7 +662,9 @@ def _working_set_homotopy(
         A.append(j_in)
 
 
-def _outside_violators(C: np.ndarray, r64: np.ndarray, lam: float, skip: Optional[np.ndarray], active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _outside_violators(
+    C: np.ndarray, r64: np.ndarray, lam: float, skip: Optional[np.ndarray], active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Concepts (not active, not in ``skip``) whose correlation ``2 <c_j, r>`` exceeds lam, decided exactly.
 
     One float32 (k, d) product; the few within float32's error of the bound are re-checked in float64. Returns
