@@ -405,31 +405,35 @@ def cmd_decompose(args: argparse.Namespace) -> int:
 
 
 def cmd_compute_mean(args: argparse.Namespace) -> int:
-    from splice_desktop.core.image_mean import compute_image_mean, save_image_mean
+    from splice_desktop.core.errors import ImageMeanError
+    from splice_desktop.core.image_mean import compute_image_mean_from_files, save_image_mean
 
     _spec_from_args(args)
     collected = _collect(args.inputs)
-    skipped: list[ImageLoadError] = list(collected.skipped)
-    if not collected.files:
-        _print_skipped(skipped)
+    if not collected.files:  # say so before spending seconds on loading a model
+        _print_skipped(collected.skipped)
         _eprint("error: no images to process in " + ", ".join(args.inputs))
         return EXIT_FAILED
     loaded = _load_model(args)
-    report = _encode(args, loaded, collected.files)
-    skipped.extend(report.failures)
-    _print_skipped(skipped)
-    if not report.results:
+    bar = ProgressBar("Encoding images", enabled=not args.quiet)
+    try:
+        try:
+            mean, skipped = compute_image_mean_from_files(loaded, args.inputs, batch_size=args.batch_size,
+                                                          progress=bar)
+        finally:
+            bar.close()
+    except ImageMeanError as exc:
+        _print_skipped(exc.skipped)
         _eprint("error: none of the images could be processed; no mean written")
         return EXIT_FAILED
+    _print_skipped(skipped)
+    save_image_mean(mean, args.output)
     import numpy as np
 
-    embeddings = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in report.results])
-    mean = compute_image_mean(embeddings, source=f"computed from {len(embeddings)} images with {loaded.spec.label}")
-    save_image_mean(mean, args.output)
-    print(f"Wrote image mean of {len(embeddings)} image(s) (dimension {embeddings.shape[1]}, "
+    print(f"Wrote image mean of {mean.count} image(s) (dimension {mean.dim}, "
           f"norm {float(np.linalg.norm(mean.vector)):.4f}) to {args.output}")
-    if len(embeddings) < 100:
-        _eprint(f"NOTE: a mean of only {len(embeddings)} images is a rough centre; use hundreds of diverse images.")
+    if (mean.count or 0) < 100:
+        _eprint(f"NOTE: a mean of only {mean.count} images is a rough centre; use hundreds of diverse images.")
     if loaded.meaningless:
         _eprint("NOTE: computed with the tiny random demo model; only useful with that model.")
     return EXIT_OK

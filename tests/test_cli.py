@@ -185,6 +185,9 @@ def test_compute_mean_nothing_readable(workdir: Path, capsys) -> None:
     target = workdir / "never.npy"
     code, _, err = run(["compute-mean", str(workdir / "bad"), "-o", str(target), "--tiny"], capsys)
     assert code != 0 and not target.exists()
+    # Every unreadable file is named, so the user can see why there is no mean.
+    bad = sorted(p.name for p in (workdir / "bad").iterdir())
+    assert bad and all(name in err for name in bad) and "no mean written" in err and "Traceback" not in err
 
 
 def test_build_cache_then_decompose_does_not_reencode(workdir: Path, capsys, monkeypatch) -> None:

@@ -34,4 +34,11 @@ class VocabularyError(SpliceError):
 
 
 class ImageMeanError(SpliceError):
-    """An image-mean file is unreadable or does not match the model's embedding size."""
+    """An image-mean file is unreadable or does not match the model's embedding size, or no image was readable.
+
+    ``skipped`` lists the files that could not be read when the mean was being computed, so the caller can show
+    them (they are the reason there is no mean)."""
+
+    def __init__(self, message: str, skipped: "list[ImageLoadError] | None" = None) -> None:
+        super().__init__(message)
+        self.skipped: list[ImageLoadError] = list(skipped or [])

@@ -231,7 +231,9 @@ def compute_image_mean_from_files(
         where = ", ".join(str(p) for p in inputs[:3]) + (" ..." if len(inputs) > 3 else "")
         raise ImageMeanError(
             f"No readable images in {where} ({len(skipped)} file(s) skipped); the image mean needs at least one. "
-            "Choose a folder of photos (a few thousand diverse images give a good mean)."
+            "Choose a folder of photos (a few thousand diverse images give a good mean).",
+            skipped=skipped,
         )
     label = str(inputs[0]) if len(inputs) == 1 else f"{len(inputs)} inputs"
-    return acc.result(f"computed from {acc.count} images in {label}"), skipped
+    model = getattr(getattr(loaded, "spec", None), "label", None)
+    return acc.result(f"computed from {acc.count} images in {label}" + (f" with {model}" if model else "")), skipped
