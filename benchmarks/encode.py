@@ -12,7 +12,9 @@ Full and bare runs alternate (bare, full, bare, ..., bare); each full run is div
 on either side and the median of these paired ratios is reported, so drifting load from other processes on a
 shared machine hits both sides alike. Also printed: the best-of-N ratio (fastest run of each side, the runs least
 disturbed by other processes) and the CPU-time ratio (what the ratio would be if the cores were saturated and
-nothing else ran; it moves less with other load).
+nothing else ran; it moves less with other load). Both sides get one untimed warm-up run. The last line per size
+is the per-image CPU of the pipeline's own work (measured in a decode thread) against the forward's, and the ratio
+that leaves when the forward already keeps every core busy: decode CPU cannot hide on 2 cores, only shrink.
 
     .venv/bin/python benchmarks/encode.py            # full run (a few minutes on 2 cores)
     .venv/bin/python benchmarks/encode.py --quick    # short run (~1 minute)
@@ -121,6 +123,7 @@ def bench_images(loaded, paths: list[Path], batch_size: int, workers: int, reps:
         return rate, cpu
 
     bare()  # warm-up (allocator, oneDNN kernels)
+    full()  # warm-up of the full path too (thread pool, first decode in each thread), so both sides start warm
     # bare, full, bare, full, ..., bare: each full run is compared with the mean of the bare runs either side,
     # so slow drifts in machine load cancel; the median over pairs is reported.
     b_runs = [bare()]
@@ -138,15 +141,21 @@ def bench_images(loaded, paths: list[Path], batch_size: int, workers: int, reps:
         "ratio": statistics.median(ratios),
         "ratios": ratios,
         "cpu_ratio": cpu_ratio,
+        "forward_cpu_ms": 1000 * statistics.median(b[1] for b in b_runs) / len(paths),
     }
 
 
-def bench_decode(paths: list[Path], target: int) -> dict:
-    """Single-threaded decode (+ resize to the model size) per image, with and without draft mode."""
+def bench_decode(loaded, paths: list[Path]) -> dict:
+    """Per image, single-threaded: decode (+ Pillow resize to the model size) with and without draft mode, and
+    the CPU time of the pipeline's own per-image work (read once, sha256, draft decode, uint8 resize + crop)."""
     from PIL import Image
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    from splice_desktop.core.embeddings import ImagePreprocessor, decode_thread_init, prepare_image
     from splice_desktop.core.images import load_image
 
+    target = loaded.image_size
     out = {}
     for label, tgt in (("no draft", None), ("draft", target)):
         t = time.perf_counter()
@@ -154,7 +163,25 @@ def bench_decode(paths: list[Path], target: int) -> dict:
             img = load_image(p, target_size=tgt)
             img.resize((target, target), Image.Resampling.BICUBIC)
         out[label] = 1000 * (time.perf_counter() - t) / len(paths)
+    pre = ImagePreprocessor(loaded.preprocess)
+
+    def prepare_all() -> float:
+        c = time.process_time()
+        for p in paths:
+            prepare_image(loaded, p, preprocessor=pre, per_batch=True)
+        return 1000 * (time.process_time() - c) / len(paths)
+
+    # In a decode thread as the pipeline runs it (1 torch thread), while this thread only waits.
+    with ThreadPoolExecutor(1, initializer=decode_thread_init) as pool:
+        pool.submit(prepare_all).result()  # warm-up
+        out["prepare"] = pool.submit(prepare_all).result()
     return out
+
+
+def ceiling(forward_cpu_ms: float, prepare_cpu_ms: float) -> float:
+    """Best possible full/bare ratio when the forward already keeps every core busy: decode CPU must come out of
+    the same cores, so the full path needs (forward + prepare) CPU per image where the bare side needs forward."""
+    return forward_cpu_ms / (forward_cpu_ms + prepare_cpu_ms)
 
 
 def bench_texts(loaded, n_fast: int, n_stock: int, batch_size: int) -> dict:
@@ -249,7 +276,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="decode threads of the full path")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = all usable cores)")
     parser.add_argument("--decompose", action="store_true", help="add one SpLiCE solve per image to both sides")
-    parser.add_argument("--reps", type=int, default=0, help="full/bare pairs per image size (default 2 quick, 4 full)")
+    parser.add_argument("--reps", type=int, default=0,
+                        help="full/bare pairs per image size (default 5: a median of 5 survives two disturbed runs)")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: images,texts,mmap")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -282,14 +310,14 @@ def main() -> None:
                 print("decompose: core.solvers not available, skipped")
             sizes = {"1 MP": (1152, 864), "12 MP": (4000, 3000)}
             n = {"1 MP": 32 if args.quick else 96, "12 MP": 16 if args.quick else 48}
-            reps = args.reps or (2 if args.quick else 4)
+            reps = args.reps or 5
             print("\n== images/s: full path (decode+preprocess+encode"
                   + ("+decompose" if decomposer else "") + ") vs bare forward on ready tensors ==")
             for label, size in sizes.items():
                 t = time.perf_counter()
                 paths = make_images(tmp / label.replace(" ", ""), size, n[label], distinct=8)
                 gen = time.perf_counter() - t
-                dec = bench_decode(paths[:8], loaded.image_size)
+                dec = bench_decode(loaded, paths[:8])
                 res = bench_images(loaded, paths, args.batch_size, args.workers, reps, decomposer)
                 mb = paths[0].stat().st_size / 1e6
                 print(f"{label:>5} ({size[0]}x{size[1]}, {mb:.1f} MB JPEG, {n[label]} files, generated in {gen:.0f} s): "
@@ -298,7 +326,10 @@ def main() -> None:
                       + ("  (target >= 0.90)" if label == "1 MP" else "")
                       + f"\n        paired ratios {' '.join(f'{r:.2f}' for r in res['ratios'])}; "
                       f"best-of ratio {res['best_ratio']:.2f}; "
-                      f"CPU-time ratio bare/full {res['cpu_ratio']:.2f} (less sensitive to other load)")
+                      f"CPU-time ratio bare/full {res['cpu_ratio']:.2f} (less sensitive to other load)"
+                      f"\n        per image CPU: pipeline prep (read+sha256+decode+resize) {dec['prepare']:.1f} ms, "
+                      f"bare forward{'+decompose' if decomposer else ''} {res['forward_cpu_ms']:.0f} ms; "
+                      f"ceiling when both cores are busy {ceiling(res['forward_cpu_ms'], dec['prepare']):.2f}")
         if "texts" not in skip:
             n_fast, n_stock = (1024, 128) if args.quick else (4096, 512)
             res = bench_texts(loaded, n_fast, n_stock, batch_size=256)

@@ -4,16 +4,20 @@ Users drop whole camera folders on the app, so every odd case must either decode
 palette/alpha/CMYK/16-bit/float modes, animated files) or fail with a reason a person understands, while a
 batch carries on. ``target_size`` turns on JPEG draft mode (the decoder's DCT scaling): a 12 MP photo decodes
 at 1/2..1/8 scale, about 4x faster, and still has at least ``target_size`` pixels on its shorter side.
+``read_with_digest`` + ``load_image(..., data=...)`` hash and decode one in-memory copy of the file, so the encode
+pipeline reads each file once instead of once for the cache key and again for the decoder.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import BinaryIO, Iterable, Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,6 +29,9 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff"}
 )
 MAX_PIXELS = 120_000_000  # 120 MP: above any camera, far below what exhausts memory (a bomb is often gigapixels)
+# Files up to this size are read once into memory, hashed and decoded from those bytes; larger ones (rare: big
+# TIFF/PNG scans) are hashed in a stream and decoded from disk, so RAM per decode thread stays bounded.
+WHOLE_READ_BYTES = 64 << 20
 
 # Our own guard (with a readable message) replaces Pillow's 89 MP warning / 179 MP error for normal use;
 # Pillow's check stays as a backstop at twice the limit.
@@ -158,10 +165,17 @@ def _os_reason(exc: OSError) -> str:
     return f"cannot read the file ({exc.strerror or exc})"
 
 
-def _magic_format(path: Path) -> Optional[str]:
+def _head(path: Path, data: Optional[bytes], n: int) -> bytes:
+    """The first ``n`` bytes: from ``data`` when the caller already read the file, else from disk (may raise)."""
+    if data is not None:
+        return data[:n]
+    with open(path, "rb") as handle:
+        return handle.read(n)
+
+
+def _magic_format(path: Path, data: Optional[bytes] = None) -> Optional[str]:
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
+        head = _head(path, data, 16)
     except OSError:
         return None
     for magic, fmt in _IMAGE_MAGIC:
@@ -172,11 +186,10 @@ def _magic_format(path: Path) -> Optional[str]:
     return None
 
 
-def _sniff(path: Path) -> str:
-    """Reason for a file Pillow could not identify, from its first bytes."""
+def _sniff(path: Path, data: Optional[bytes] = None) -> str:
+    """Reason for a file Pillow could not identify, from its first bytes (``data``: the content, if already read)."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
+        head = _head(path, data, 512)
     except OSError as exc:
         return _os_reason(exc)
     if not head:
@@ -265,13 +278,23 @@ def _bomb_reason(exc: Exception) -> str:
     return f"image too large: {size} (refused as a possible decompression bomb; limit {MAX_PIXELS / 1e6:.0f} MP)"
 
 
-def load_image(path: str | Path, target_size: Optional[int] = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(
+    path: str | Path,
+    target_size: Optional[int] = None,
+    max_pixels: int = MAX_PIXELS,
+    data: Optional[bytes] = None,
+) -> Image.Image:
     """Decode ``path`` to an RGB image, EXIF orientation applied, first frame of animations.
 
     ``target_size``: JPEGs are decoded at the smallest DCT scale whose shorter side is still >= target_size.
-    Raises ImageLoadError with a human reason for anything that cannot be read.
+    ``data``: the file's content when the caller already read it (see ``read_with_digest``): decoding from those
+    bytes saves a second read of the file. Raises ImageLoadError with a human reason for anything unreadable.
     """
     path = Path(path)
+    if data is not None:
+        if not data:
+            raise ImageLoadError(path, "file is empty")
+        return _decode(path, io.BytesIO(data), target_size, max_pixels, data)
     if path.is_dir():
         raise ImageLoadError(path, "is a folder, not an image file")
     try:
@@ -284,13 +307,19 @@ def load_image(path: str | Path, target_size: Optional[int] = None, max_pixels: 
         handle = open(path, "rb")
     except OSError as exc:
         raise ImageLoadError(path, _os_reason(exc)) from exc
+    return _decode(path, handle, target_size, max_pixels, None)
+
+
+def _decode(path: Path, handle: BinaryIO, target_size: Optional[int], max_pixels: int,
+            data: Optional[bytes]) -> Image.Image:
+    """Open, size-check, draft, load, rotate and convert; every Pillow failure becomes an ImageLoadError."""
     fmt = "image"
     try:
         with handle:
             try:
                 img = Image.open(handle)
             except UnidentifiedImageError as exc:
-                raise ImageLoadError(path, _sniff(path)) from exc
+                raise ImageLoadError(path, _sniff(path, data)) from exc
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise ImageLoadError(path, _bomb_reason(exc)) from exc
             fmt = img.format or fmt
@@ -315,10 +344,28 @@ def load_image(path: str | Path, target_size: Optional[int] = None, max_pixels: 
         # Pillow signals broken data with a zoo of exception types; the message decides truncated vs corrupt.
         text = str(exc)
         if fmt == "image":  # failed inside Image.open: name the format from the file signature
-            fmt = _magic_format(path) or fmt
+            fmt = _magic_format(path, data) or fmt
         if isinstance(exc, EOFError) or "truncated" in text.lower():
             raise ImageLoadError(path, f"truncated {fmt} data (the file is incomplete; copy or download it again)") from exc
         raise ImageLoadError(path, f"corrupt {fmt} data ({type(exc).__name__}: {text or 'no details'})") from exc
+
+
+def read_with_digest(path: str | Path, limit: int = WHOLE_READ_BYTES) -> tuple[str, Optional[bytes]]:
+    """(sha256, content) from one read: the cache key and the bytes to decode, without reading the file twice.
+
+    Files larger than ``limit`` are hashed in 1 MiB blocks and the content is returned as None (decode from disk).
+    """
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size > limit:
+                digest = hashlib.sha256()
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                return digest.hexdigest(), None
+            data = handle.read()
+    except OSError as exc:
+        raise ImageLoadError(path, _os_reason(exc)) from exc
+    return hashlib.sha256(data).hexdigest(), data
 
 
 def file_digest(path: str | Path) -> str:

@@ -9,14 +9,33 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from splice_desktop.core.embeddings import EncodeReport, ImageEmbeddingCache, encode_images
+from splice_desktop.core.embeddings import (
+    TALL_RATIO,
+    EncodeReport,
+    ImageEmbeddingCache,
+    ImagePreprocessor,
+    encode_images,
+    prepare_image,
+)
 from splice_desktop.core.progress import CancelToken
+
+# The pipeline resizes on uint8 with torch's port of Pillow's bicubic filter; a few pixels may differ from the
+# stock transform by 1-2 8-bit levels (tested below), which moves a tiny-model unit embedding by < 1e-4 per component.
+EMBED_ATOL = 2e-4
 
 
 def _direct(loaded, paths) -> np.ndarray:
+    """open_clip's own preprocess (Pillow resize, float ToTensor + Normalize) and one forward: the reference."""
     import torch
 
     batch = torch.stack([loaded.preprocess(Image.open(p).convert("RGB")) for p in paths])
+    return loaded.encode_image_tensor(batch)
+
+
+def _direct_fast(loaded, paths) -> np.ndarray:
+    """Same decode as the reference through the pipeline's ImagePreprocessor: must match the pipeline exactly."""
+    pre = ImagePreprocessor(loaded.preprocess)
+    batch = pre.batch([pre.pixels(Image.open(p).convert("RGB")) for p in paths])
     return loaded.encode_image_tensor(batch)
 
 
@@ -35,7 +54,9 @@ def test_matches_direct_preprocess_and_encode(tiny_model, photos, workers: int) 
     assert [r.path for r in rep.results] == photos
     got = np.stack([r.embedding for r in rep.results])
     assert got.dtype == np.float32
-    np.testing.assert_allclose(got, _direct(tiny_model, photos), atol=1e-5)
+    np.testing.assert_allclose(got, _direct_fast(tiny_model, photos), atol=1e-5)  # batching/order/threads exact
+    np.testing.assert_allclose(got, _direct(tiny_model, photos), atol=EMBED_ATOL)  # open_clip's preprocess
+    assert float(np.min(np.sum(got * _direct(tiny_model, photos), axis=1))) > 0.99999
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
@@ -68,8 +89,143 @@ def test_failures_are_listed_and_batch_continues(tiny_model, photos, tmp_path: P
     assert "empty" in rep.failures[0].reason and "text" in rep.failures[1].reason
     assert sum(r for r, _ in streamed) == 3 and sum(f for _, f in streamed) == 3
     np.testing.assert_allclose(
-        np.stack([r.embedding for r in rep.results]), _direct(tiny_model, photos[:3]), atol=1e-5
+        np.stack([r.embedding for r in rep.results]), _direct_fast(tiny_model, photos[:3]), atol=1e-5
     )
+
+
+# ------------------------------------------------------------------------------- uint8 preprocessing
+
+
+def _noisy_image(w: int, h: int, seed: int) -> Image.Image:
+    """Stripes + noise: sharp detail is where two resize implementations would disagree most."""
+    rng = np.random.default_rng(seed)
+    xx = np.arange(w)[None, :, None]
+    arr = 128 + 100 * np.sin(xx / 3.7 + seed) * np.array([1.0, 0.5, -1.0]) + rng.normal(0, 25, (h, w, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+# Landscape, portrait, exact fit, near-1 scale, upscaling, and tall images (>= 1.9:1, e.g. phone screenshots,
+# which Pillow >= 13 resamples vertically first and which therefore take Pillow's own resize).
+SHAPES = [(1152, 864), (864, 1152), (576, 432), (500, 375), (301, 227), (224, 224), (225, 300), (3000, 224),
+          (1500, 400), (2000, 300), (600, 1000), (374, 1071), (540, 1170), (400, 801), (224, 2000), (100, 60),
+          (40, 30), (7, 3), (1, 1)]
+
+
+@pytest.mark.parametrize("image_size", [224, 64])
+def test_uint8_preprocess_matches_open_clip_preprocess(image_size: int) -> None:
+    """Tolerance, in 8-bit levels of the resized image: at most 2 on any value, under 2% of values differ at all.
+
+    The only difference from the stock transform is where the two separable resize passes round to 8 bits
+    (Pillow's 22-bit vs torch's fixed-point weights); a 1-level difference after the first pass can reach 2
+    after the second near scale 1 or when upscaling. Normalisation uses the stock operations in the same order.
+    """
+    import open_clip
+
+    stock = open_clip.image_transform(image_size, is_train=False)
+    pre = ImagePreprocessor(stock)
+    assert pre.plan is not None  # the fast path really is used for open_clip's default transform
+    std = np.asarray(pre.plan.std, np.float32).reshape(3, 1, 1)
+    for seed, (w, h) in enumerate(SHAPES):
+        img = _noisy_image(w, h, seed)
+        want, got = stock(img).numpy(), pre.tensor(img).numpy()
+        assert got.shape == want.shape == (3, image_size, image_size) and got.dtype == np.float32
+        levels = np.abs(got - want) * std * 255.0
+        assert levels.max() <= 2.0 + 1e-3, ((w, h), levels.max())
+        assert (levels > 0.5).mean() < 0.02, ((w, h), (levels > 0.5).mean())
+        if h > TALL_RATIO * w:  # tall images take Pillow's own resize: identical values
+            assert levels.max() == 0.0, ((w, h), levels.max())
+
+
+def test_unusual_transforms_run_unchanged() -> None:
+    """A transform that is not open_clip's default (here: squash resize) is applied as is, not approximated."""
+    import open_clip
+
+    squash = open_clip.image_transform(64, is_train=False, resize_mode="squash")
+    pre = ImagePreprocessor(squash)
+    assert pre.plan is None
+    img = _noisy_image(120, 80, 0)
+    np.testing.assert_array_equal(pre.tensor(img).numpy(), squash(img).numpy())
+    assert pre.batch([pre.pixels(img)] * 2).shape == (2, 3, 64, 64)
+
+
+def test_torch_without_uint8_resize_falls_back_to_the_stock_transform(monkeypatch) -> None:
+    import open_clip
+
+    import splice_desktop.core.embeddings as emb
+
+    monkeypatch.setattr(emb, "_uint8_resize_supported", lambda: False)
+    stock = open_clip.image_transform(64, is_train=False)
+    pre = ImagePreprocessor(stock)
+    img = _noisy_image(120, 80, 2)
+    assert pre.plan is None
+    np.testing.assert_array_equal(pre.tensor(img).numpy(), stock(img).numpy())
+
+
+def test_non_rgb_input_is_converted_like_the_stock_transform() -> None:
+    import open_clip
+
+    stock = open_clip.image_transform(64, is_train=False)
+    grey = _noisy_image(90, 70, 1).convert("L")
+    got = ImagePreprocessor(stock).tensor(grey).numpy()
+    np.testing.assert_allclose(got, stock(grey).numpy(), atol=2.5 / 255 / 0.26)
+
+
+def test_batch_normalises_uint8_in_float32() -> None:
+    import open_clip
+
+    pre = ImagePreprocessor(open_clip.image_transform(64, is_train=False))
+    pixels = [pre.pixels(_noisy_image(90, 70, s)) for s in range(3)]
+    assert all(p.dtype.is_floating_point is False and tuple(p.shape) == (3, 64, 64) for p in pixels)
+    batch = pre.batch(pixels)
+    assert batch.dtype.is_floating_point and str(batch.dtype) == "torch.float32" and batch.is_contiguous()
+    mean = np.asarray(pre.plan.mean, np.float32).reshape(3, 1, 1)
+    std = np.asarray(pre.plan.std, np.float32).reshape(3, 1, 1)
+    np.testing.assert_allclose(batch[1].numpy(), (pixels[1].numpy() / 255.0 - mean) / std, atol=1e-5)
+
+
+def test_prepare_image_reads_the_file_once(tiny_model, photos, monkeypatch) -> None:
+    """The bytes hashed for the cache key are the bytes decoded: one open per file, digest = content sha256."""
+    import hashlib
+
+    import splice_desktop.core.images as images
+
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(images, "open", counting_open, raising=False)
+    pre = ImagePreprocessor(tiny_model.preprocess)
+    prepared = prepare_image(tiny_model, photos[0], preprocessor=pre, per_batch=True)
+    assert prepared.error is None and opened == [str(photos[0])]
+    assert prepared.digest == hashlib.sha256(photos[0].read_bytes()).hexdigest()
+    assert str(prepared.tensor.dtype) == "torch.uint8"
+    assert tuple(prepared.tensor.shape) == (3, tiny_model.image_size, tiny_model.image_size)
+    np.testing.assert_allclose(
+        tiny_model.encode_image_tensor(pre.batch([prepared.tensor])), _direct_fast(tiny_model, photos[:1]), atol=1e-6
+    )
+    # Without per_batch (the pool index's call): still one read, and exactly the model's own transform.
+    opened.clear()
+    exact = prepare_image(tiny_model, photos[1])
+    assert opened == [str(photos[1])] and exact.tensor.dtype.is_floating_point
+    np.testing.assert_array_equal(exact.tensor.numpy(), tiny_model.preprocess(Image.open(photos[1]).convert("RGB")).numpy())
+
+
+def test_prepare_image_turns_bad_files_into_named_errors(tiny_model, tmp_path: Path) -> None:
+    cases = {
+        "empty.jpg": (b"", "file is empty"),
+        "notes.jpg": (b"shopping list\neggs\n", "looks like text"),
+        "head.jpg": (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG"),
+    }
+    for name, (data, reason) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        prepared = prepare_image(tiny_model, tmp_path / name)
+        assert prepared.tensor is None and prepared.error is not None
+        assert reason.lower() in prepared.error.reason.lower(), prepared.error.reason
+    missing = prepare_image(tiny_model, tmp_path / "missing.jpg")
+    assert missing.error is not None and "not found" in missing.error.reason
 
 
 def test_cache_hits_skip_decoding(tiny_model, photos, tmp_path: Path, monkeypatch) -> None:

@@ -24,6 +24,7 @@ from splice_desktop.core.images import (
     file_digest,
     load_image,
     make_thumbnail,
+    read_with_digest,
 )
 
 # ------------------------------------------------------------------------------------------ odd valid images
@@ -268,6 +269,19 @@ def test_bad_files_raise_clear_reasons(tmp_path: Path, make, reason: str) -> Non
     assert info.value.path == path
 
 
+@pytest.mark.parametrize(("make", "reason"), BAD_FILES)
+def test_bad_files_same_reason_when_decoding_bytes_already_read(tmp_path: Path, make, reason: str) -> None:
+    """The encode pipeline hashes and decodes one in-memory copy of the file: failures must read the same."""
+    path = make(tmp_path)
+    with pytest.raises(ImageLoadError) as from_disk:
+        load_image(path)
+    with pytest.raises(ImageLoadError) as from_bytes:
+        _, data = read_with_digest(path)
+        load_image(path, target_size=224, data=data)
+    assert from_bytes.value.reason == from_disk.value.reason
+    assert from_bytes.value.path == path
+
+
 def test_corrupt_jpeg_body_does_not_silently_pass_or_crash(tmp_path: Path) -> None:
     """Random bytes in the entropy-coded data either decode to garbage (Pillow tolerates some) or fail clearly."""
     path = _corrupt_jpeg_body(tmp_path)
@@ -363,6 +377,23 @@ def test_file_digest_is_content_sha256(tmp_path: Path, photo_factory) -> None:
     assert file_digest(copy) == file_digest(path)
     with pytest.raises(ImageLoadError, match="not found"):
         file_digest(tmp_path / "missing.jpg")
+
+
+def test_read_with_digest_reads_once_or_streams_big_files(tmp_path: Path, photo_factory) -> None:
+    path = photo_factory("r.jpg", size=(300, 200))
+    content = path.read_bytes()
+    digest, data = read_with_digest(path)
+    assert digest == hashlib.sha256(content).hexdigest() == file_digest(path) and data == content
+    # Above the limit: the same digest from a streamed hash, no bytes kept; decoding then reads the file.
+    streamed, none = read_with_digest(path, limit=len(content) - 1)
+    assert streamed == digest and none is None
+    from_bytes = np.asarray(load_image(path, target_size=64, data=data))
+    np.testing.assert_array_equal(from_bytes, np.asarray(load_image(path, target_size=64)))
+    with pytest.raises(ImageLoadError, match="not found"):
+        read_with_digest(tmp_path / "missing.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    with pytest.raises(ImageLoadError, match="folder"):
+        read_with_digest(tmp_path / "dir.jpg")
 
 
 def test_make_thumbnail(photo_factory) -> None:
