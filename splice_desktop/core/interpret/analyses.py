@@ -275,10 +275,12 @@ class InterpretSession:
         return self.decomposer.num_heads
 
     def image_tensor(self, path: str | Path) -> Any:
+        """The model input for one file, preprocessed exactly as SpLiCE encoding and the pool index do."""
+        from splice_desktop.core.embeddings import ImagePreprocessor
         from splice_desktop.core.images import load_image
 
         img = load_image(path, target_size=self.loaded.image_size)
-        return self.loaded.preprocess(img).unsqueeze(0)
+        return ImagePreprocessor(self.loaded.preprocess).tensor(img).unsqueeze(0)
 
     def set_image(self, path: Optional[str | Path]) -> Optional[HeadDecomposition]:
         """Decompose a new image (one forward); the same path again is answered from the cache."""

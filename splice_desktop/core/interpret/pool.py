@@ -271,18 +271,23 @@ class PoolIndex:
         batch_size: int,
     ) -> None:
         """Decode the next batch in a thread while the model runs on the current one (PIL releases the GIL)."""
-        import torch
-
-        from splice_desktop.core.embeddings import ImageEmbeddingCache, decode_thread_init, prepare_image
+        from splice_desktop.core.embeddings import (
+            ImageEmbeddingCache,
+            ImagePreprocessor,
+            decode_thread_init,
+            prepare_image,
+        )
 
         emb_cache = ImageEmbeddingCache(self.model_key)
+        pre = ImagePreprocessor(self.loaded.preprocess)  # the same preprocessing as SpLiCE encoding, so the
+        # embeddings both write to the shared cache agree
 
         def decode_batch(batch: list[tuple[int, Path, str]]) -> list[tuple[int, str, Any]]:
             # Same decode + preprocess as SpLiCE encoding (draft mode, named errors); no cache lookup, because
             # the pool needs the per-head vectors, which only a forward pass gives.
             res = []
             for k, path, digest in batch:
-                prepared = prepare_image(self.loaded, path, digest=digest)
+                prepared = prepare_image(self.loaded, path, digest=digest, preprocessor=pre, per_batch=True)
                 res.append((k, digest, prepared.error if prepared.error is not None else prepared.tensor))
             return res
 
@@ -308,7 +313,7 @@ class PoolIndex:
                             rep.failures.append(t)
                             failed.add(k)
                     if ok:
-                        dec = self.decomposer.run(torch.stack([t for _, _, t in ok]))
+                        dec = self.decomposer.run(pre.batch([t for _, _, t in ok]))
                         u, sc, emb = dec.head_u(), dec.pool_scalars(), dec.embedding
                         for j, (k, digest, _) in enumerate(ok):
                             out[k] = (u[j], sc[j], emb[j])

@@ -17,9 +17,11 @@ pytest.importorskip("splice_desktop.core.images")
 
 
 def _direct_parts(tiny_model, path, layer, head):
+    """One image through the app's preprocessing and the head decomposition, outside the pool."""
+    from splice_desktop.core.embeddings import ImagePreprocessor
     from splice_desktop.core.images import load_image
 
-    x = tiny_model.preprocess(load_image(path, target_size=tiny_model.image_size)).unsqueeze(0)
+    x = ImagePreprocessor(tiny_model.preprocess).tensor(load_image(path, target_size=tiny_model.image_size))[None]
     return HeadDecomposer(tiny_model).run(x).head_sums([layer])[0, 0, head]
 
 
@@ -98,3 +100,8 @@ def test_embeddings_shared_with_splice_cache(tiny_model, photo_factory, tmp_path
     assert cached is not None
     np.testing.assert_allclose(cached, pool.embeddings[0], atol=1e-6)
     assert abs(float(np.linalg.norm(pool.embeddings[0])) - 1) < 1e-5
+    # The pool and SpLiCE encoding preprocess alike, so whichever writes the shared cache first, both agree.
+    from splice_desktop.core.embeddings import encode_images
+
+    direct = encode_images(tiny_model, [path], cache=None).results[0].embedding
+    np.testing.assert_allclose(direct, pool.embeddings[0], atol=1e-5)
