@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
@@ -46,6 +46,10 @@ from splice_desktop.gui.widgets.lambda_slider import LambdaSlider
 from splice_desktop.gui.widgets.zeroshot_panel import ZeroShotPanel
 
 DEFAULT_LAMBDA = 0.25  # the authors' typical value (about 9 concepts on their data)
+# The background lasso path of an image starts this long after its first answer is shown. The path is a long
+# Python/numpy loop that competes with the GUI thread for the GIL; starting it with the first chart paint (or for
+# every image passed while clicking through) made the event loop stall. Cold solves answer meanwhile.
+PATH_DELAY_MS = 150
 
 
 class AnalysisView(QWidget):
@@ -71,6 +75,7 @@ class AnalysisView(QWidget):
         self._head_busy = False
         self._busy = False
         self._result: Optional[SolveResult] = None
+        self._range_of: Optional[tuple[str, int]] = None  # (image key, decomposer id) the slider range belongs to
         self.stale_results = 0  # results dropped because a newer request existed
         self.accepted_results = 0
         self._solver: Optional[SolveWorker] = None
@@ -80,6 +85,11 @@ class AnalysisView(QWidget):
         self._path_store = PathStore()
         self._path_worker: Optional[PathWorker] = None
         self._path_thread: Any = None
+        self._path_for: Optional[tuple[str, int]] = None  # (image key, decomposer id) whose path was requested
+        self._path_timer = QTimer(self)
+        self._path_timer.setSingleShot(True)
+        self._path_timer.setInterval(PATH_DELAY_MS)
+        self._path_timer.timeout.connect(self._request_path)
         self._shut = False
 
         self.slider = LambdaSlider()
@@ -139,9 +149,8 @@ class AnalysisView(QWidget):
         if decomposer is None:
             self._clear_display("No concept bank loaded")
             return
-        self._update_range()
+        self._new_path_target()
         self._request()
-        self._request_path()
 
     def set_model(self, loaded: Any) -> None:
         """The LoadedModel used to rebuild the zero-shot head when the class list changes (optional)."""
@@ -150,6 +159,7 @@ class AnalysisView(QWidget):
     def show_image(self, key: str, z: Optional[np.ndarray]) -> None:
         """Show image ``key`` with unit embedding ``z``; ``None`` clears the view."""
         if z is None:
+            self._path_timer.stop()
             self._key = None
             self._z = None
             self._result = None
@@ -161,11 +171,12 @@ class AnalysisView(QWidget):
         self._key = str(key)
         self._z = np.ascontiguousarray(np.asarray(z, dtype=np.float32).reshape(-1))
         self._result = None
-        self._update_range()
+        # The slider range (lambda_max, a pass over the whole concept matrix) comes with the worker's answer:
+        # no numpy work on the GUI thread while images are clicked through or stream in.
         self.editor.set_state(None, self.edit_state(self._key))
         self.chart.clear("Solving…")
+        self._new_path_target()
         self._request()
-        self._request_path()
 
     def current_key(self) -> Optional[str]:
         return self._key
@@ -206,6 +217,7 @@ class AnalysisView(QWidget):
     def shutdown(self) -> None:
         """Cancel work and join the worker threads; safe to call twice."""
         self._shut = True
+        self._path_timer.stop()
         pairs = [(w, t) for w, t in ((self._solver, self._solve_thread), (self._path_worker, self._path_thread),
                                      (self._head_worker, self._head_thread)) if w is not None]
         for worker, _ in pairs:
@@ -359,11 +371,25 @@ class AnalysisView(QWidget):
         self._solver.submit(req)
         self._update_busy()
 
+    def _new_path_target(self) -> None:
+        """Another image or bank is shown: stop a path computed for the previous one now, and request this one's
+        ``PATH_DELAY_MS`` after its first answer (``_schedule_path``)."""
+        self._path_timer.stop()
+        if (self._key, id(self._decomposer)) != self._path_for:
+            self._path_for = None
+            if self._path_worker is not None:
+                self._path_worker.cancel_other(self._decomposer, self._key)
+
+    def _schedule_path(self) -> None:
+        if self._path_for != (self._key, id(self._decomposer)) and not self._path_timer.isActive():
+            self._path_timer.start()
+
     def _request_path(self) -> None:
         """Start (or keep) the background path computation for the current image."""
         if self._shut or self._decomposer is None or self._z is None or self._key is None:
             return
         self._ensure_threads()
+        self._path_for = (self._key, id(self._decomposer))
         self._path_worker.submit(PathRequest(self._key, self._z, self._decomposer))
 
     def _on_result(self, res: SolveResult) -> None:
@@ -373,15 +399,21 @@ class AnalysisView(QWidget):
         self.accepted_results += 1
         self._answered_gen = res.generation
         self._result = res
-        if abs(res.lambda_max - self.slider.lambda_max()) > 1e-6 * max(res.lambda_max, 1e-12):
-            # Normally set by _update_range; path (float64) and cold (float32) lambda_max differ by ~1e-8, and
-            # keeping the larger float32 value guarantees the slider's top gives l0 = 0 in both modes.
+        current = self.slider.lambda_max()
+        range_of = (res.key, id(self._decomposer))
+        if (range_of != self._range_of or res.lambda_max > current
+                or abs(res.lambda_max - current) > 1e-6 * max(res.lambda_max, 1e-12)):
+            # Set from the worker's answer (lambda_max is not computed on the GUI thread). Path (float64) and cold
+            # (float32) lambda_max differ by ~1e-8: keeping the larger value guarantees the slider's top gives
+            # l0 = 0 in both modes.
             self.slider.set_range(res.lambda_max)
+            self._range_of = range_of
         self.slider.set_l0(res.base.l0)
         self.chart.show_decomposition(res.edited, res.base)
         self.editor.set_state(res.base, self.edit_state(res.key))
         self.zeroshot_panel.set_comparison(res.comparison)
         self._update_busy()
+        self._schedule_path()
         self.decompositionChanged.emit(res.edited)
 
     def _on_failed(self, generation: int, message: str) -> None:
@@ -394,6 +426,7 @@ class AnalysisView(QWidget):
         self.chart.header.setText(f"<span style='color:#c62828'>Decomposition failed: {message}</span>")
         self.zeroshot_panel.set_comparison(None)
         self.slider.set_l0(None)
+        self._schedule_path()  # the path does not depend on lambda: lookups still help other lambdas
         self.statusMessage.emit(f"Decomposition failed: {message}")
         self.decompositionChanged.emit(None)
 
@@ -432,15 +465,6 @@ class AnalysisView(QWidget):
         if busy != self._busy:
             self._busy = busy
             self.busyChanged.emit(busy)
-
-    def _update_range(self) -> None:
-        if self._decomposer is None or self._z is None:
-            return
-        try:
-            lm = float(self._decomposer.lambda_max(self._z))
-        except Exception:  # noqa: BLE001 - the worker reports the real error
-            return
-        self.slider.set_range(lm)
 
     def _clear_display(self, message: str) -> None:
         self.chart.clear(message)

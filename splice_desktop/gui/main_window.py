@@ -11,6 +11,7 @@ import math
 import sys
 import time
 import traceback
+from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -43,6 +44,11 @@ class _LazyWorkers:
 workers: Any = _LazyWorkers()
 
 APP_TITLE = "SpLiCE Desktop"
+# Encoder results are applied on the GUI thread in chunks of at most RESULT_CHUNK images and for at most
+# RESULT_SLICE_S per event-loop turn, RESULT_COALESCE_MS after the first of a burst (benchmarks/responsiveness.py).
+RESULT_CHUNK = 64
+RESULT_SLICE_S = 0.008
+RESULT_COALESCE_MS = 15
 SESSION_FILTER = "SpLiCE Desktop session (*.splice.json *.json)"
 
 
@@ -137,6 +143,8 @@ class MainWindow(QMainWindow):
         self._pending_select: Optional[str] = None
 
         self._encode_counts = (0, 0)
+        self._encoder_events: deque[tuple[Any, str, Any]] = deque()
+        self._drain_scheduled = False
         self._progress_timer = QTimer(self)
         self._progress_timer.setInterval(100)
         self._progress_timer.timeout.connect(self._refresh_encode_progress)
@@ -559,7 +567,9 @@ class MainWindow(QMainWindow):
         def _collect(ctx: workers.TaskContext) -> Any:
             from splice_desktop.core.images import collect_image_files
 
-            return collect_image_files([Path(p) for p in items])
+            result = collect_image_files([Path(p) for p in items])
+            # Resolve here, on the worker: Path.resolve touches the file system once per image.
+            return result, [str(Path(f).resolve()) for f in result.files]
 
         task = workers.start_task(_collect, "collect", parent=self, start=False)
         task.succeeded.connect(self._on_collected)
@@ -568,10 +578,10 @@ class MainWindow(QMainWindow):
         task.start()
         self.statusBar().showMessage(f"Listing {len(items)} item(s)…")
 
-    def _on_collected(self, result: Any) -> None:
-        files = [str(f) for f in getattr(result, "files", [])]
+    def _on_collected(self, collected: Any) -> None:
+        result, keys = collected
         skipped = list(getattr(result, "skipped", []))
-        added = self.image_model.add_paths(files)
+        added = self.image_model.add_paths(keys, resolved=True)
         if skipped:
             self._add_failures(skipped)
         if added:
@@ -593,11 +603,14 @@ class MainWindow(QMainWindow):
         from splice_desktop.gui.dialogs.failed_files import failure_reason
 
         self.failures.extend(failures)
+        by_reason: dict[str, list[str]] = {}
         for f in failures:
             path, reason = failure_reason(f)
-            key = str(Path(path).resolve()) if path else ""
+            key = self._key_for(str(path)) if path else ""
             if key and self.image_model.row_of(key) >= 0:
-                self.image_model.set_status(key, FAILED, reason)
+                by_reason.setdefault(reason, []).append(key)
+        for reason, keys in by_reason.items():
+            self.image_model.set_status_many(keys, FAILED, reason)
         n = len(self.failures)
         self.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped")
         self.skipped_button.setToolTip("Show the skipped files and why")
@@ -616,6 +629,7 @@ class MainWindow(QMainWindow):
             self.encoder = None
             self._progress_timer.stop()
             self.encode_progress.hide()
+        self._encoder_events.clear()  # results in flight belong to the detached encoder
         self.image_model.clear()
         self.embeddings = EmbeddingStore(self.embeddings.dim)
         self.failures.clear()
@@ -632,8 +646,8 @@ class MainWindow(QMainWindow):
         """Encode every pending image (one encoder at a time; images added meanwhile are picked up afterwards)."""
         if self._closing or self.state is None and getattr(self, "_loaded", None) is None:
             return
-        if self.encoder is not None and self.encoder.isRunning():
-            return
+        if self.encoder is not None and (self.encoder.isRunning() or self._encoder_events):
+            return  # still running, or its last results are still being applied (then it restarts us)
         loaded = self.state.loaded if self.state is not None else self._loaded
         pending = self.image_model.paths(PENDING)
         if not pending:
@@ -644,10 +658,10 @@ class MainWindow(QMainWindow):
         self.encoder = workers.start_encoder(loaded, pending, batch_size=16, parent=self, start=False)
         enc = self.encoder
         enc.progress.connect(lambda d, t, m, E=enc: self._on_encode_progress(E, d, t))
-        enc.partial.connect(lambda b, E=enc: self._on_encoded_batch(E, b))
-        enc.succeeded.connect(lambda rep, E=enc: self._on_encode_done(E, rep))
-        enc.failed.connect(lambda exc, E=enc: self._on_encode_failed(E, exc))
-        enc.cancelled.connect(lambda E=enc: self._on_encode_cancelled(E))
+        enc.partial.connect(lambda b, E=enc: self._queue_encoder_event(E, "batch", b))
+        enc.succeeded.connect(lambda rep, E=enc: self._queue_encoder_event(E, "done", rep))
+        enc.failed.connect(lambda exc, E=enc: self._queue_encoder_event(E, "failed", exc))
+        enc.cancelled.connect(lambda E=enc: self._queue_encoder_event(E, "cancelled", None))
         enc.start()
         self.encode_progress.show_progress(f"Encoding 0/{len(pending)}", 0, len(pending))
 
@@ -673,17 +687,70 @@ class MainWindow(QMainWindow):
         eta = (total - done) * elapsed / done if done > 0 else float("nan")
         self.encode_progress.show_progress(f"Encoding {done}/{total} · ETA {_fmt_eta(eta)}", done, total)
 
-    def _on_encoded_batch(self, enc: Any, batch: workers.EncodedBatch) -> None:
+    # ---- encoder results: coalesced and applied in time slices
+    def _queue_encoder_event(self, enc: Any, kind: str, payload: Any) -> None:
+        """Queue an encoder signal; ``_drain_encoder_events`` applies the queue in order, a slice at a time.
+
+        Batches stream in faster than one event-loop turn can absorb them (cache hits arrive hundreds at a time),
+        so they are split into chunks and applied for at most ``RESULT_SLICE_S`` per turn. "done"/"failed"/
+        "cancelled" stay behind the batches, so ``encodingFinished`` still means every result is applied.
+        """
+        if kind == "batch" and len(payload.paths) > RESULT_CHUNK:
+            for i in range(0, len(payload.paths), RESULT_CHUNK):
+                chunk = workers.EncodedBatch(payload.paths[i:i + RESULT_CHUNK],
+                                             payload.embeddings[i:i + RESULT_CHUNK],
+                                             payload.failures if i == 0 else [])
+                self._encoder_events.append((enc, kind, chunk))
+        else:
+            self._encoder_events.append((enc, kind, payload))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            # A short delay coalesces the batches of one burst into one list update and one repaint.
+            QTimer.singleShot(RESULT_COALESCE_MS, self._drain_encoder_events)
+
+    def _drain_encoder_events(self) -> None:
+        self._drain_scheduled = False
+        deadline = time.perf_counter() + RESULT_SLICE_S
+        while self._encoder_events:
+            enc, kind, payload = self._encoder_events.popleft()
+            if kind == "batch":
+                batches, n = [payload], len(payload.paths)
+                while (self._encoder_events and n < RESULT_CHUNK and self._encoder_events[0][1] == "batch"
+                       and self._encoder_events[0][0] is enc):
+                    batches.append(self._encoder_events.popleft()[2])
+                    n += len(batches[-1].paths)
+                self._apply_batches(enc, batches)
+            elif kind == "done":
+                self._on_encode_done(enc, payload)
+            elif kind == "failed":
+                self._on_encode_failed(enc, payload)
+            else:
+                self._on_encode_cancelled(enc)
+            if time.perf_counter() > deadline:
+                break
+        if self._encoder_events and not self._drain_scheduled:
+            self._drain_scheduled = True
+            QTimer.singleShot(0, self._drain_encoder_events)  # let paints and input in, then continue
+
+    def _key_for(self, path: str) -> str:
+        """The list key of a path from a worker: workers get the keys, so resolving is only a fallback."""
+        return path if self.image_model.row_of(path) >= 0 else str(Path(path).resolve())
+
+    def _apply_batches(self, enc: Any, batches: list[Any]) -> None:
+        """Store embeddings and mark rows encoded for a few batches at once (one list update, one repaint)."""
         if enc is not self.encoder or self._encoder_key != self._encoded_key:
-            return  # results of a superseded model
-        for path, vec in zip(batch.paths, batch.embeddings):
-            key = str(Path(path).resolve())
-            self.embeddings.put(key, vec)
-            self.image_model.set_status(key, ENCODED)
-            if key == self._current:
-                self._activate(key)
-        if batch.failures:
-            self._add_failures(list(batch.failures))
+            return  # results of a superseded model or a detached encoder
+        import numpy as np
+
+        keys = [self._key_for(str(p)) for b in batches for p in b.paths]
+        if keys:
+            self.embeddings.put_many(keys, np.concatenate([b.embeddings for b in batches if len(b.paths)]))
+            self.image_model.set_status_many(keys, ENCODED)
+        failures = [f for b in batches for f in b.failures]
+        if failures:
+            self._add_failures(failures)
+        if self._current is not None and self._current in set(keys):
+            self._activate(self._current)
 
     def _encoder_finished(self, enc: Any, message: str) -> None:
         if enc is not self.encoder:

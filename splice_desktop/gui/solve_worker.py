@@ -136,6 +136,7 @@ class LatestSlotWorker(QObject):
         self._stopping = False
         self.processed = 0  # requests actually computed (tests compare it with the number submitted)
         self.submitted = 0
+        self._niced = False
         self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
 
     def submit(self, request: Any) -> None:
@@ -169,6 +170,11 @@ class LatestSlotWorker(QObject):
 
     @Slot()
     def _drain(self) -> None:
+        if not self._niced:  # first run on the worker thread: the GUI thread must win the CPU over this one
+            self._niced = True
+            from splice_desktop.gui.workers import lower_current_thread_priority
+
+            lower_current_thread_priority()
         self.busyChanged.emit(True)
         try:
             while True:
@@ -251,9 +257,14 @@ class PathWorker(LatestSlotWorker):
         self.cancelled = 0
 
     def _on_submit(self, request: PathRequest) -> None:
+        self.cancel_other(request.decomposer, request.key)
+
+    def cancel_other(self, decomposer: Any, key: Optional[str]) -> None:
+        """Cancel a running path that is not for (decomposer, key); safe from any thread. Called at once when
+        another image is shown, while that image's own path request waits for its first answer."""
         with QMutexLocker(self._mutex):
             running = self._running
-        if running is not None and (running[0] is not request.decomposer or running[1] != request.key):
+        if running is not None and (running[0] is not decomposer or running[1] != key):
             running[2].cancel()
 
     def _on_stop(self) -> None:

@@ -39,7 +39,11 @@ TaskFn = Callable[["TaskContext"], Any]
 # Background threads run at a lower CPU priority than the GUI thread (Linux "nice"). Threads they create
 # inherit it, including torch's intra-op pool (first created by the loader thread), so on a small CPU the event
 # loop gets a core as soon as it needs one while encoding keeps the rest. 0 disables.
-WORKER_NICE = int(os.environ.get("SPLICE_DESKTOP_WORKER_NICE", "5"))
+# Why 7 (benchmarks/responsiveness.py, 2 cores): at 5, with encoder, decoder, thumbnail, preview and solver threads
+# busy, the GUI thread waited 10-20 ms at a time for a CPU (worst stalls 24-34 ms; 12-20 ms at 7). Much higher
+# is worse under load from other processes: a worker holding the GIL then hardly gets a CPU to hand it back
+# (priority inversion; worst stalls 39-55 ms at 10 with one busy process, 14-31 ms at 7).
+WORKER_NICE = int(os.environ.get("SPLICE_DESKTOP_WORKER_NICE", "7"))
 
 
 def lower_current_thread_priority(increment: int = WORKER_NICE) -> None:
@@ -288,7 +292,22 @@ def load_pipeline(
         state.zeroshot.prepare(progress=lambda d, t, m="": ctx.progress(d, t, m or "Encoding zero-shot class prompts…"),
                                cancel=ctx.cancel)
     state.timings["zeroshot"] = time.perf_counter() - t0
+    preload_worker_modules()
     return state
+
+
+def preload_worker_modules() -> None:
+    """Import, here on the loader thread, the modules that encoder, thumbnail and solver workers import lazily.
+
+    Importing compiles or unmarshals code while holding the GIL for the whole module; done when the first
+    images stream in, that froze the GUI thread for tens of milliseconds (benchmarks/responsiveness.py).
+    """
+    import numpy.ma  # noqa: F401 - np.unique (used by the lasso path) imports it on first use
+
+    import splice_desktop.core.embeddings  # noqa: F401
+    import splice_desktop.core.images  # noqa: F401
+    import splice_desktop.core.solvers  # noqa: F401
+    import splice_desktop.gui.dialogs.failed_files  # noqa: F401 - imported by the GUI when a file is skipped
 
 
 def start_pipeline_loader(
@@ -435,8 +454,23 @@ class ThumbnailWorker(QThread):
         return True
 
 
-def load_preview_task(ctx: TaskContext, path: str, max_side: int = 1600) -> QImage:
-    """Decode an image for the large view at a bounded size (JPEG draft mode), off the GUI thread."""
+@dataclass
+class Preview:
+    """A decoded preview and, when a display size was given, the same image already smooth-scaled to fit it."""
+
+    image: QImage
+    scaled: Optional[QImage] = None
+
+
+def load_preview_task(ctx: TaskContext, path: str, max_side: int = 1600,
+                      fit: Optional[tuple[int, int]] = None) -> Preview:
+    """Decode an image for the large view at a bounded size (JPEG draft mode), off the GUI thread.
+
+    ``fit`` (device pixels) also smooth-scales it to the view's current size here: a smooth scale of a 1600 px
+    image costs ~10 ms, which the view's first paint would otherwise spend on the GUI thread.
+    """
+    from PySide6.QtCore import QSize, Qt
+
     from splice_desktop.core.images import load_image
 
     image = load_image(path, target_size=max_side)
@@ -444,11 +478,18 @@ def load_preview_task(ctx: TaskContext, path: str, max_side: int = 1600) -> QIma
     if max(image.size) > max_side:
         image = image.copy()
         image.thumbnail((max_side, max_side))
-    return pil_to_qimage(image)
+    qimage = pil_to_qimage(image)
+    scaled = None
+    if fit is not None and fit[0] > 0 and fit[1] > 0:
+        ctx.check()
+        scaled = qimage.scaled(QSize(*fit), Qt.AspectRatioMode.KeepAspectRatio,
+                               Qt.TransformationMode.SmoothTransformation)
+    return Preview(qimage, scaled)
 
 
-def start_preview_loader(path: str, max_side: int = 1600, parent: Any = None, start: bool = True) -> TaskThread:
-    return start_task(lambda ctx: load_preview_task(ctx, path, max_side), "preview", parent, start)
+def start_preview_loader(path: str, max_side: int = 1600, parent: Any = None, start: bool = True,
+                         fit: Optional[tuple[int, int]] = None) -> TaskThread:
+    return start_task(lambda ctx: load_preview_task(ctx, path, max_side, fit), "preview", parent, start)
 
 
 # ------------------------------------------------------------------------------------------- batch exports

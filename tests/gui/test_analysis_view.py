@@ -308,7 +308,7 @@ def test_shutdown_cancels_running_path(qtbot, monkeypatch, analysis_decomposer, 
     key, z = next(iter(image_embeddings.items()))
     v.show_image(key, z)
     assert settle(qtbot, v) is not None  # the cold solve answers while the path is still running
-    assert entered.wait(10)
+    qtbot.waitUntil(entered.is_set, timeout=10000)  # the path starts shortly after the first answer
     path_worker, threads = v._path_worker, [v._solve_thread, v._head_thread, v._path_thread]
     v.shutdown()
     assert all(not t.isRunning() for t in threads)

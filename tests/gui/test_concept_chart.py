@@ -111,4 +111,4 @@ def test_follows_palette_for_dark_theme(chart, analysis_decomposer, z):
     pal.setColor(QPalette.ColorRole.WindowText, QColor(230, 230, 230))
     chart.setPalette(pal)
     assert chart.plot_widget.backgroundBrush().color().name() == "#1e1e1e"
-    assert chart._label(0).color.name() == "#e6e6e6"  # value labels redrawn in the theme's text colour
+    assert chart.value_labels()[0].color.name() == "#e6e6e6"  # value labels redrawn in the theme's text colour

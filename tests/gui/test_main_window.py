@@ -411,3 +411,42 @@ def test_status_messages_do_not_hide_progress_or_skipped_button(qtbot, make_wind
     assert win.skipped_button.isVisible()
     assert win.encode_progress.isVisible()
     assert win.encode_progress.cancel_button.isVisible()
+
+
+def test_streamed_results_are_applied_in_order_before_encoding_finished(qtbot, make_window):
+    """Encoder signals are queued and applied in slices: a large batch of cache hits is split into chunks, every
+    row ends encoded with its own embedding, and encodingFinished comes only after all of them."""
+    import numpy as np
+
+    from splice_desktop.gui import workers
+    from splice_desktop.gui.widgets.image_list import ENCODED, FAILED
+
+    class FakeEncoder:  # stands in for the encoder thread: only identity and isRunning matter here
+        def isRunning(self) -> bool:  # noqa: N802 - Qt API name
+            return False
+
+        def cancel(self) -> None:
+            pass
+
+    win = make_window(autoload=False)
+    keys = [f"/nowhere/img{i:03d}.jpg" for i in range(150)]
+    win.image_model.add_paths(keys, resolved=True)
+    vecs = np.random.default_rng(0).normal(size=(150, 8)).astype(np.float32)
+    enc = win.encoder = FakeEncoder()
+    seen_at_finish: list[int] = []
+    win.encodingFinished.connect(lambda: seen_at_finish.append(len(win.embeddings)))
+    failure = (keys[-1], "unreadable")
+    win._queue_encoder_event(enc, "batch", workers.EncodedBatch(keys[:140], vecs[:140], []))
+    win._queue_encoder_event(enc, "batch", workers.EncodedBatch(keys[140:149], vecs[140:149], [failure]))
+    win._queue_encoder_event(enc, "done", None)
+    win._queue_encoder_event(FakeEncoder(), "batch", workers.EncodedBatch(["/elsewhere.jpg"], vecs[:1], []))
+    qtbot.waitUntil(lambda: bool(seen_at_finish), timeout=5000)
+    assert seen_at_finish == [149]  # every result was applied before the finish signal
+    assert win.encoder is None
+    np.testing.assert_array_equal(win.embeddings.matrix(), vecs[:149])
+    assert win.image_model.paths(ENCODED) == keys[:149]
+    assert win.image_model.paths(FAILED) == [keys[-1]]
+    idx = win.image_model.index(149)
+    assert "unreadable" in idx.data(Qt.ItemDataRole.ToolTipRole)
+    qtbot.waitUntil(lambda: not win._encoder_events, timeout=5000)
+    assert "/elsewhere.jpg" not in win.embeddings  # results of an encoder that is not the current one are dropped

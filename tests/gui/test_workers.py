@@ -99,6 +99,25 @@ def test_embedding_store_grows_compactly_and_keeps_rows():
         store.put("bad", np.zeros(5, dtype=np.float32))
 
 
+def test_embedding_store_put_many_appends_a_batch_like_put():
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(40, 8)).astype(np.float32)
+    one, many = EmbeddingStore(), EmbeddingStore()
+    for i, v in enumerate(vecs):
+        one.put(f"img{i}", v)
+    for start in range(0, 40, 16):  # first batch sets the dimension, later ones append (and grow) in one copy
+        many.put_many([f"img{i}" for i in range(start, min(start + 16, 40))], vecs[start:start + 16])
+    assert many.keys() == one.keys()
+    np.testing.assert_array_equal(many.matrix(), one.matrix())
+    many.put_many(["img3", "new"], vecs[:2])  # an overwrite in the batch falls back to the checked path
+    np.testing.assert_array_equal(many.get("img3"), vecs[0])
+    assert len(many) == 41
+    with pytest.raises(ValueError):
+        many.put_many(["a", "b"], vecs[:3])
+    with pytest.raises(ValueError):
+        many.put_many(["x"], np.zeros((1, 5), dtype=np.float32))
+
+
 def _loader(cfg, previous=None, emb=None):
     """An unstarted loader thread: connect first, then start (a signal emitted before connecting is lost)."""
     return workers.TaskThread(lambda ctx: workers.load_pipeline(ctx, cfg, previous, emb), "pipeline-loader")

@@ -17,9 +17,9 @@ from typing import Any, Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QPoint, QPointF, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QFontMetricsF, QPainter, QPalette
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from splice_desktop.core.cache import atomic_write_bytes
 
@@ -27,7 +27,75 @@ MAX_BARS = 30
 ACTIVE_COLOR = QColor(59, 125, 216)
 SCALED_COLOR = QColor(230, 140, 30)
 REMOVED_COLOR = QColor(170, 170, 170)
+EMPTY_TEXT = "No active concept at this λ (λ ≥ λmax?). Lower λ to see concepts."
 BANNER_TEXT = "Tiny random demo model: these concepts and numbers are MEANINGLESS (no pretrained weights)."
+
+
+@dataclass(frozen=True)
+class ValueLabel:
+    """One text drawn at data position (x, y): left-aligned at x, or centred on x when ``centred``."""
+
+    x: float
+    y: float
+    text: str
+    color: QColor
+    centred: bool = False
+
+
+class ValueLabels(QGraphicsItem):
+    """Every value label of the chart (plus "+M more" and the empty-state text) painted by ONE graphics item.
+
+    A pyqtgraph TextItem per label is a Python object that Qt calls back on every paint, bounds query, move and
+    view change; each such call must win the GIL from the encoder threads, so 30 labels made one chart repaint
+    wait tens of milliseconds while images were encoded. This item costs one Python call per paint. Text is drawn
+    unscaled (device pixels) at the mapped data position, like TextItem.
+    """
+
+    PAD = 4.0  # QGraphicsTextItem's document margin: keeps the old look
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._labels: list[ValueLabel] = []
+        self._rgba: list[int] = []
+        self._rect = QRectF()
+        self.font = QFont()
+
+    def labels(self) -> list[ValueLabel]:
+        return list(self._labels)
+
+    def set_labels(self, labels: list[ValueLabel], rect: QRectF) -> None:
+        """Replace the labels; ``rect`` (data coordinates) must cover the visible range they are drawn in."""
+        if labels == self._labels and rect == self._rect:
+            return
+        self.prepareGeometryChange()
+        self._labels = list(labels)
+        self._rgba = [lab.color.rgba() for lab in self._labels]  # plain ints: compared without calling Qt
+        self._rect = QRectF(rect)
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
+        return self._rect
+
+    def paint(self, p: QPainter, _option: Any, _widget: Any = None) -> None:
+        if not self._labels:
+            return
+        # Every Qt call from Python releases and re-takes the GIL, so positions are mapped with plain arithmetic
+        # (the view transform only scales and translates) and the pen changes only when the colour does.
+        tr = p.transform()
+        sx, sy, ox, oy = tr.m11(), tr.m22(), tr.dx(), tr.dy()
+        p.save()
+        p.resetTransform()
+        p.setFont(self.font)
+        fm = QFontMetricsF(self.font)
+        dy = (fm.ascent() - fm.descent()) / 2
+        pen = None
+        for lab, rgba in zip(self._labels, self._rgba):
+            dx = -fm.horizontalAdvance(lab.text) / 2 if lab.centred else self.PAD
+            if rgba != pen:
+                pen = rgba
+                p.setPen(lab.color)
+            p.drawText(round(sx * lab.x + ox + dx), round(sy * lab.y + oy + dy), lab.text)
+        p.restore()
 
 
 @dataclass(frozen=True)
@@ -49,9 +117,8 @@ class ConceptChart(QWidget):
         self._hidden = 0
         self._decomposition: Any = None
         self._bar_items: dict[str, Any] = {}
-        self._labels: list[Any] = []
-        self._more: Any = None
-        self._empty: Any = None
+        self._value_labels: Optional[ValueLabels] = None
+        self._axis_width = 0
 
         self.banner = QLabel(BANNER_TEXT)
         self.banner.setWordWrap(True)
@@ -61,6 +128,9 @@ class ConceptChart(QWidget):
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setWordWrap(True)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Room for the two-line header from the start: "Solving…" (one line) and the result (two) would otherwise
+        # resize the plot twice per image, and every pyqtgraph relayout runs in Python on the GUI thread.
+        self.header.setMinimumHeight(2 * self.header.fontMetrics().lineSpacing() + 2)
 
         self.plot_widget = pg.PlotWidget()
         self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -72,6 +142,9 @@ class ConceptChart(QWidget):
         plot.showGrid(x=True, y=False, alpha=0.2)
         plot.setLabel("bottom", "weight")
         plot.getAxis("bottom").enableAutoSIPrefix(False)
+        # Grid lines at major and minor ticks only: the third, nearly invisible level added ~40 alpha-blended
+        # lines that made every chart repaint cost ~8 ms more (benchmarks/responsiveness.py).
+        plot.getAxis("bottom").setStyle(maxTickLevel=1)
         self._plot = plot
         scene = self.plot_widget.scene()
         scene.sigMouseClicked.connect(self._on_scene_click)
@@ -154,19 +227,27 @@ class ConceptChart(QWidget):
             item.setVisible(False)
             self._plot.addItem(item)
             self._bar_items[status] = item
-        self._more = pg.TextItem("", anchor=(0, 0.5))
-        self._empty = pg.TextItem("No active concept at this λ (λ ≥ λmax?). Lower λ to see concepts.",
-                                  anchor=(0.5, 0.5))
-        for t in (self._more, self._empty):
-            t.setVisible(False)
-            self._plot.addItem(t)
+        self._value_labels = ValueLabels()
+        self._value_labels.font = QFont(self.font())
+        self._plot.addItem(self._value_labels, ignoreBounds=True)
 
-    def _label(self, i: int) -> Any:
-        while len(self._labels) <= i:
-            t = pg.TextItem("", anchor=(0, 0.5))
-            self._plot.addItem(t)
-            self._labels.append(t)
-        return self._labels[i]
+    def value_labels(self) -> list[ValueLabel]:
+        """The texts drawn inside the plot (bar values, "+M more", the empty-state hint)."""
+        return self._value_labels.labels() if self._value_labels is not None else []
+
+    def _labels_for(self, ys: np.ndarray, text_color: QColor) -> list[ValueLabel]:
+        out = []
+        for y, row in zip(ys, self._rows):
+            label = f"{row.weight:.3f}"
+            if row.status == "scaled":
+                label += f"  (x{row.scale:g})"
+            elif row.status == "removed":
+                label += "  (removed)"
+            color = text_color if row.status != "removed" else REMOVED_COLOR
+            out.append(ValueLabel(max(row.weight, 0.0), float(y), label, QColor(color)))
+        if self._hidden:
+            out.append(ValueLabel(0.0, -0.95, f"+{self._hidden} more", QColor(text_color)))
+        return out
 
     def _redraw(self) -> None:
         self._ensure_items()
@@ -182,42 +263,29 @@ class ConceptChart(QWidget):
             if mask.any():
                 item.setOpts(x0=np.zeros(int(mask.sum())), y=ys[mask], width=widths[mask], height=0.72)
                 item.setVisible(True)
-            else:
+            elif item.isVisible():
                 item.setVisible(False)
-        for i, (y, row) in enumerate(zip(ys, self._rows)):
-            label = f"{row.weight:.3f}"
-            if row.status == "scaled":
-                label += f"  (x{row.scale:g})"
-            elif row.status == "removed":
-                label += "  (removed)"
-            t = self._label(i)
-            t.setText(label, color=text_color if row.status != "removed" else REMOVED_COLOR)
-            t.setPos(max(row.weight, 0.0), float(y))
-            t.setVisible(True)
-        for t in self._labels[n:]:
-            t.setVisible(False)
-        self._more.setVisible(bool(self._hidden))
-        if self._hidden:
-            self._more.setText(f"+{self._hidden} more", color=text_color)
-            self._more.setPos(0.0, -0.95)
-        self._empty.setVisible(n == 0 and self._decomposition is not None)
         if n == 0:
-            self._empty.setColor(text_color)
-            self._empty.setPos(0.5, 0.0)
+            labels = []
+            if self._decomposition is not None:
+                labels = [ValueLabel(0.5, 0.0, EMPTY_TEXT, QColor(text_color), centred=True)]
+            self._value_labels.set_labels(labels, QRectF(0.0, -0.5, 1.0, 1.0))
             axis.setTicks([[]])
-            plot.setYRange(-0.5, 0.5, padding=0)
-            plot.setXRange(0, 1, padding=0)
+            plot.vb.setRange(xRange=(0, 1), yRange=(-0.5, 0.5), padding=0)
             return
         ticks = [(float(y), self._tick_label(r)) for y, r in zip(ys, self._rows)]
         axis.setTicks([ticks])
         fm = QFontMetrics(axis.style.get("tickFont") or self.font())
         width = min(260, max(40, max(fm.horizontalAdvance(t) for _, t in ticks) + 14))
-        if width != axis.width():
+        width = min(260, -(-width // 24) * 24)  # in 24 px steps: most images keep the width, so no relayout
+        if width != self._axis_width:
             axis.setWidth(width)
+            self._axis_width = width
         xmax = float(widths.max()) if widths.size else 1.0
-        plot.setXRange(0, (xmax if xmax > 0 else 1.0) * 1.35, padding=0)
+        x1 = (xmax if xmax > 0 else 1.0) * 1.35
         bottom = -1.4 if self._hidden else -0.6
-        plot.setYRange(bottom, n - 0.4, padding=0)
+        self._value_labels.set_labels(self._labels_for(ys, text_color), QRectF(0.0, bottom, x1, n - 0.4 - bottom))
+        plot.vb.setRange(xRange=(0, x1), yRange=(bottom, n - 0.4), padding=0)
 
     @staticmethod
     def _tick_label(row: BarRow) -> str:

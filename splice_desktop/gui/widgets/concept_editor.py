@@ -14,7 +14,6 @@ from typing import Any, Optional, Sequence
 
 from PySide6.QtCore import (
     QAbstractTableModel,
-    QEvent,
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
@@ -105,6 +104,21 @@ class ConceptTableModel(QAbstractTableModel):
         return None
 
 
+class _ConceptTable(QTableView):
+    """A table whose Delete / Backspace remove the selection. An override of ``keyPressEvent`` rather than an
+    event filter: a Python filter would be called (and take the GIL) for every event the table receives,
+    paints included."""
+
+    deletePressed = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            self.deletePressed.emit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
 class ConceptEditor(QWidget):
     removeRequested = Signal(list)
     restoreRequested = Signal(list)
@@ -137,7 +151,7 @@ class ConceptEditor(QWidget):
 
         # table
         self.model = ConceptTableModel(self)
-        self.table = QTableView()
+        self.table = _ConceptTable()
         self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -155,7 +169,7 @@ class ConceptEditor(QWidget):
         self.table.setMinimumWidth(fm.horizontalAdvance("electrical switch") + 24 + sum(
             self.table.columnWidth(c) for c in (1, 2, 3)))
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
-        self.table.installEventFilter(self)  # Delete / Backspace remove the selection
+        self.table.deletePressed.connect(self.remove_selected)
 
         # buttons and scale field
         self.remove_button = QPushButton("Remove")
@@ -213,13 +227,6 @@ class ConceptEditor(QWidget):
         lay.addLayout(row2)
         lay.addWidget(box)
         self._on_selection()
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
-        if obj is self.table and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
-            if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
-                self.remove_selected()
-                return True
-        return super().eventFilter(obj, event)
 
     # ------------------------------------------------------------------ state in
     def set_vocabulary(self, words: Sequence[str]) -> None:

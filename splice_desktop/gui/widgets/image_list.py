@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 if TYPE_CHECKING:  # numpy is imported lazily: it is not needed to show the window
     import numpy as np
@@ -63,6 +63,28 @@ class EmbeddingStore:
             self._rows[key] = row
         self._data[row] = vec
 
+    def put_many(self, keys: list[str], vectors: "np.ndarray") -> None:
+        """Append a batch with one numpy copy (the GUI thread stores each encoded batch at once, not per image)."""
+        import numpy as np
+
+        mat = np.asarray(vectors, dtype=np.float32)
+        if mat.ndim != 2 or mat.shape[0] != len(keys):
+            raise ValueError(f"{len(keys)} keys for an array of shape {mat.shape}")
+        fresh = len(set(keys)) == len(keys) and not any(k in self._rows for k in keys)
+        if not keys or not fresh or self._data is None or mat.shape[1] != self.dim:
+            for key, vec in zip(keys, mat):  # first batch, overwrites or a wrong size: the checked path
+                self.put(key, vec)
+            return
+        start = len(self._rows)
+        need = start + len(keys)
+        if need > self._data.shape[0]:
+            grown = np.zeros((max(16, 2 * self._data.shape[0], need), self.dim), dtype=np.float32)
+            grown[:start] = self._data[:start]
+            self._data = grown
+        self._data[start:need] = mat
+        for i, key in enumerate(keys):
+            self._rows[key] = start + i
+
     def get(self, key: str) -> "Optional[np.ndarray]":
         row = self._rows.get(key)
         return None if row is None else self._data[row].copy()
@@ -82,6 +104,17 @@ class EmbeddingStore:
         return 0 if self._data is None else int(self._data.nbytes)
 
 
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as (first, last) runs of consecutive rows."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and r == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], r)
+        else:
+            runs.append((r, r))
+    return runs
+
+
 class ImageItem:
     __slots__ = ("path", "status", "reason")
 
@@ -96,6 +129,7 @@ class ImageListModel(QAbstractListModel):
     StatusRole = Qt.ItemDataRole.UserRole + 2
 
     thumbnailRequested = Signal(str)
+    _STATUS_ROLES = [Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.ToolTipRole, StatusRole]
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -145,10 +179,8 @@ class ImageListModel(QAbstractListModel):
             return item.status
         return None
 
-    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    # flags(): QAbstractListModel's C++ default (enabled, selectable, no children) is what this model needs; a
+    # Python override would cost a GIL round trip per item on every layout and paint.
 
     # ---- thumbnails -----------------------------------------------------------------------------------------
     def _thumbnail(self, path: str) -> QPixmap:
@@ -188,13 +220,19 @@ class ImageListModel(QAbstractListModel):
         return len(self._thumbs)
 
     # ---- items ----------------------------------------------------------------------------------------------
-    def add_paths(self, paths: Iterable[str | Path]) -> list[str]:
-        """Append new paths (duplicates ignored); returns the keys actually added."""
-        new = []
+    def add_paths(self, paths: Iterable[str | Path], resolved: bool = False) -> list[str]:
+        """Append new paths (duplicates ignored); returns the keys actually added.
+
+        ``resolved=True`` says the paths are already absolute resolved keys (the folder scan resolves them on its
+        worker thread): ``Path.resolve`` touches the file system for every path and must not run per image here.
+        """
+        new: list[str] = []
+        seen: set[str] = set()
         for p in paths:
-            key = str(Path(p).resolve())
-            if key in self._rows or key in new:
+            key = str(p) if resolved else str(Path(p).resolve())
+            if key in self._rows or key in seen:
                 continue
+            seen.add(key)
             new.append(key)
         if not new:
             return []
@@ -207,23 +245,25 @@ class ImageListModel(QAbstractListModel):
         return new
 
     def set_status(self, path: str, status: str, reason: str = "") -> None:
-        row = self._rows.get(path)
-        if row is None:
-            return
-        item = self._items[row]
-        item.status, item.reason = status, reason
-        idx = self.index(row)
-        self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.ToolTipRole, self.StatusRole])
+        self.set_status_many([path], status, reason)
 
-    def set_status_many(self, paths: Iterable[str], status: str) -> None:
+    def set_status_many(self, paths: Iterable[str], status: str, reason: str = "") -> None:
+        """Set many statuses with one ``dataChanged`` per run of adjacent rows.
+
+        Every signal makes the view call back into Python (``rowCount``, ``data``), and each call must win the
+        GIL from the encoder threads; one signal per image stalled the event loop while results streamed in.
+        """
         rows = []
         for p in paths:
             row = self._rows.get(p)
             if row is not None:
-                self._items[row].status, self._items[row].reason = status, ""
+                self._items[row].status, self._items[row].reason = status, reason
                 rows.append(row)
-        if rows:
-            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)))
+        runs = _runs(sorted(set(rows)))
+        if len(runs) > 8:  # scattered rows: one signal over the span is cheaper than many
+            runs = [(runs[0][0], runs[-1][1])]
+        for first, last in runs:
+            self.dataChanged.emit(self.index(first), self.index(last), self._STATUS_ROLES)
 
     def status(self, path: str) -> Optional[str]:
         row = self._rows.get(path)
@@ -266,11 +306,23 @@ class ImageListView(QListView):
         self.setWordWrap(False)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setLayoutMode(QListView.LayoutMode.Batched)  # lays out big folders incrementally: no freeze
-        self.setBatchSize(200)
+        # Lays out big folders incrementally: each item costs a call into the Python model, so a batch is kept
+        # to what one event-loop turn absorbs while encoder threads compete for the GIL.
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(64)
         self.setToolTip("Drop image files or folders here, or use File > Open / Paste")
         self.selectionModel().currentChanged.connect(self._on_current)
         self._strip = False
+
+    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex,  # noqa: N802 - Qt API
+                    roles: Sequence[int] = ()) -> None:
+        """Repaint only. Items have uniform, fixed sizes, so QListView's own handler has nothing to re-measure,
+        yet in icon mode it walks every row of the range, asking the Python model for each index (a GIL round
+        trip per row while encoder threads hold the GIL)."""
+        if top_left == bottom_right:
+            self.update(top_left)
+        else:
+            self.viewport().update()
 
     def set_strip(self, strip: bool) -> None:
         """One scrolling row (docked at the top/bottom edge) or a wrapping grid (docked at a side)."""

@@ -58,8 +58,10 @@ class ImageView(QWidget):
             self.update()
             return
         self._message = f"Loading {Path(path).name}…"
-        task = workers.start_preview_loader(path, max_side=1600, parent=self, start=False)
-        task.succeeded.connect(lambda img, p=path: self._on_loaded(p, img))
+        target = self._target_size()
+        task = workers.start_preview_loader(path, max_side=1600, parent=self, start=False,
+                                            fit=(target.width(), target.height()))
+        task.succeeded.connect(lambda preview, p=path: self._on_loaded(p, preview))
         task.failed.connect(lambda exc, p=path: self._on_failed(p, exc))
         self._task = task
         task.start()  # after connecting: a fast decode must not finish before anyone listens
@@ -68,11 +70,14 @@ class ImageView(QWidget):
     def _reap(self) -> None:
         self._old_tasks = [t for t in self._old_tasks if t.isRunning()]
 
-    def _on_loaded(self, path: str, image: QImage) -> None:
+    def _on_loaded(self, path: str, preview: Any) -> None:
         if path != self._path:
             return  # a newer request superseded this one
-        self._image = image
+        self._image = preview.image
         self._scaled = None
+        if preview.scaled is not None and not preview.scaled.isNull():  # scaled by the loader: paint is a blit
+            self._scaled = QPixmap.fromImage(preview.scaled)
+            self._scaled.setDevicePixelRatio(self.devicePixelRatioF())
         self._message = ""
         self.update()
         self.imageShown.emit(path)
@@ -93,13 +98,18 @@ class ImageView(QWidget):
         self._task = None
         self._old_tasks = []
 
+    def _target_size(self) -> QSize:
+        """The widget's size in device pixels."""
+        ratio = self.devicePixelRatioF()
+        return QSize(max(1, int(self.width() * ratio)), max(1, int(self.height() * ratio)))
+
     def _scaled_pixmap(self) -> Optional[QPixmap]:
-        """Smooth-scale once per image and widget size (a 1600 px smooth scale costs ~10 ms; a blit ~0)."""
+        """Smooth-scale once per image and widget size (a 1600 px smooth scale costs ~10 ms; a blit ~0). The
+        loader already scales to the size at request time, so this only runs after a resize."""
         if self._image is None or self._image.isNull():
             return None
         ratio = self.devicePixelRatioF()
-        target = QSize(max(1, int(self.width() * ratio)), max(1, int(self.height() * ratio)))
-        size = self._image.size().scaled(target, Qt.AspectRatioMode.KeepAspectRatio)
+        size = self._image.size().scaled(self._target_size(), Qt.AspectRatioMode.KeepAspectRatio)
         if self._scaled is None or self._scaled.size() != size:
             img = self._image.scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
                                      Qt.TransformationMode.SmoothTransformation)
