@@ -107,9 +107,11 @@ def _exclude_mask(k: int, exclude: Optional[Iterable[int]]) -> Optional[np.ndarr
 
 
 def _top_corr(C: np.ndarray, z: np.ndarray, corr: np.ndarray) -> tuple[int, float]:
-    """(argmax_j, 2 <c_j, z>) with the maximum decided in float64 among float32 near-ties."""
+    """(argmax_j, 2 <c_j, z>) with the maximum decided in float64 among float32 near-ties.
+
+    ``corr``: the float32 products ``C @ z`` (excluded concepts -inf, at least one finite)."""
     top = float(np.max(corr))
-    near = np.flatnonzero(corr >= top - _AMBIG)
+    near = np.flatnonzero(corr >= top - 0.5 * _AMBIG)
     vals = 2.0 * (C[near].astype(_F64) @ z.astype(_F64))
     i = int(np.argmax(vals))
     return int(near[i]), float(vals[i])
@@ -120,7 +122,7 @@ def lambda_max(C: np.ndarray, z_tilde: np.ndarray) -> float:
     C, z = _as_inputs(C, z_tilde)
     if C.shape[0] == 0:
         return 0.0
-    return max(0.0, _top_corr(C, z, 2.0 * (C @ z))[1])
+    return max(0.0, _top_corr(C, z, C @ z)[1])
 
 
 def objective(C: np.ndarray, z_tilde: np.ndarray, w: np.ndarray, lam: float) -> float:
@@ -309,7 +311,7 @@ class _Engine:
         self.residuals: list[np.ndarray] = []  # float64 residual at each segment's lam_lo
         self.stop_reason = ""
         self.done = False
-        j0, self.lam = _top_corr(self.CW, z, 2.0 * (self.CW @ z))
+        j0, self.lam = _top_corr(self.CW, z, self.CW @ z)
         self.lam_start = self.lam
         self._set_active([j0])
 
@@ -516,7 +518,7 @@ def _screened_homotopy(
     entered. At the first knot where one should have, the path is rewound there and the violators join W.
     """
     k, d = C.shape
-    corr0 = 2.0 * (C @ z)
+    corr0 = C @ z
     if excluded is not None:
         corr0 = np.where(excluded, -np.inf, corr0)
     allowed = np.isfinite(corr0)
@@ -719,10 +721,8 @@ def _solve_small_working_set(
     top = float(corr0.max())
     if not np.isfinite(top):
         return np.empty(0, np.int64), np.empty(0), 0.0
-    near = np.flatnonzero(corr0 >= top - 0.5 * _AMBIG)  # float32 near-ties for lambda_max, decided in float64
-    b_near = C[near].astype(_F64) @ z64
-    j_top = int(near[np.argmax(b_near)])
-    lmax = max(0.0, 2.0 * float(b_near.max()))
+    j_top, lmax = _top_corr(C, z, corr0)
+    lmax = max(0.0, lmax)
     if lmax <= lam:
         return np.empty(0, np.int64), np.empty(0), lmax
     W = np.union1d(_top_candidates(corr0, _M0_GRAM), [j_top])  # the exact argmax must start the path
