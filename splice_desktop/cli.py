@@ -267,13 +267,9 @@ def _encode(args: argparse.Namespace, loaded: Any, files: list[Path]):
     cache = ImageEmbeddingCache(loaded.key)
     bar = ProgressBar("Encoding images", enabled=not args.quiet)
     try:
-        report = encode_images(loaded, files, batch_size=args.batch_size, cache=cache, progress=bar)
+        return encode_images(loaded, files, batch_size=args.batch_size, cache=cache, progress=bar)  # flushes cache
     finally:
         bar.close()
-        flush = getattr(cache, "flush", None)
-        if flush is not None:
-            flush()
-    return report
 
 
 def _print_skipped(skipped: Sequence[ImageLoadError]) -> None:

@@ -7,7 +7,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -46,10 +46,15 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
+        return sha256_stream(handle, chunk)
+
+
+def sha256_stream(handle: BinaryIO, chunk: int = 1 << 20) -> str:
+    """sha256 of the rest of an open binary file, read in ``chunk``-byte blocks (bounded memory)."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(chunk), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 

@@ -22,7 +22,7 @@ from typing import BinaryIO, Iterable, Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from splice_desktop.core.cache import sha256_file
+from splice_desktop.core.cache import sha256_file, sha256_stream
 from splice_desktop.core.errors import ImageLoadError
 
 IMAGE_SUFFIXES = frozenset(
@@ -358,10 +358,7 @@ def read_with_digest(path: str | Path, limit: int = WHOLE_READ_BYTES) -> tuple[s
     try:
         with open(path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size > limit:
-                digest = hashlib.sha256()
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-                return digest.hexdigest(), None
+                return sha256_stream(handle), None
             data = handle.read()
     except OSError as exc:
         raise ImageLoadError(path, _os_reason(exc)) from exc

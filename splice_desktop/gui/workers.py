@@ -359,17 +359,11 @@ def encode_task(ctx: TaskContext, loaded: Any, paths: list[str], batch_size: int
     def _progress(done: int, total: int, message: str = "") -> None:
         ctx.progress(done, total, message)
 
-    try:
-        report = encode_images(
-            loaded, [Path(p) for p in paths], batch_size=batch_size, cache=cache,
-            progress=_progress, cancel=ctx.cancel, on_batch=_on_batch, workers=decode_workers,
-        )
-    finally:
-        try:
-            cache.flush()
-        except Exception:  # noqa: BLE001 - a cache flush failure must not hide the encoding result
-            pass
-    return report
+    # encode_images flushes the cache itself, also on cancel and on errors.
+    return encode_images(
+        loaded, [Path(p) for p in paths], batch_size=batch_size, cache=cache,
+        progress=_progress, cancel=ctx.cancel, on_batch=_on_batch, workers=decode_workers,
+    )
 
 
 def start_encoder(loaded: Any, paths: list[str], batch_size: int = 16, parent: Any = None,
