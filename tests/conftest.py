@@ -9,8 +9,9 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; loading code is tested offline
 
-import numpy as np
 import pytest
+
+from tests.photos import make_photo_like  # noqa: F401 - also imported from here by tests
 
 REF_DIR = Path(__file__).resolve().parents[2] / "shared" / "ref"
 
@@ -37,28 +38,6 @@ def ref_dir() -> Path:
     if not REF_DIR.is_dir():
         pytest.skip("../shared/ref is not present beside the checkout")
     return REF_DIR
-
-
-def make_photo_like(path: Path, size: tuple[int, int] = (96, 72), seed: int = 0, fmt: str = "JPEG") -> Path:
-    """Write a smooth, photo-like RGB image (gradients plus noise) so JPEG sizes and decode costs are realistic."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack(
-        [
-            128 + 100 * np.sin(xx / (w / (2 + seed % 3)) + seed),
-            128 + 100 * np.cos(yy / (h / (1 + seed % 4))),
-            128 + 60 * np.sin((xx + yy) / (w / 3)),
-        ],
-        axis=-1,
-    )
-    noise = rng.normal(0, 12, size=base.shape)
-    arr = np.clip(base + noise, 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, "RGB").save(path, fmt)
-    return path
 
 
 @pytest.fixture
