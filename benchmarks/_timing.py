@@ -13,6 +13,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -116,3 +117,16 @@ def machine_summary() -> str:
     except (OSError, AttributeError):
         load_s = ""
     return f"{cpu}, {os.cpu_count()} logical cores{load_s}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def fresh_app_environment(prefix: str) -> Path:
+    """A new temp folder whose ``cache`` the app under test uses, so every image is really encoded; offline hub;
+    Qt offscreen unless a display is set. Call before anything imports Qt or the app."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["SPLICE_DESKTOP_CACHE"] = str(tmp / "cache")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return tmp

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import make_jpegs  # noqa: E402
+from _timing import fresh_app_environment  # noqa: E402
 
 
 def pump(app, cond, timeout: float) -> bool:
@@ -68,11 +67,7 @@ def main() -> int:
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
-    tmp = Path(tempfile.mkdtemp(prefix="splice-mem-"))
-    os.environ["SPLICE_DESKTOP_CACHE"] = str(tmp / "cache")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not os.environ.get("DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    tmp = fresh_app_environment("splice-mem-")
     print("generating 1000 JPEGs…", flush=True)
     make_jpegs(tmp / "first", 100, size, start=0, quality=85)
     make_jpegs(tmp / "rest", 900, size, start=100, quality=85)

@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import make_jpegs  # noqa: E402
+from _timing import fresh_app_environment  # noqa: E402
 
 
 class StallProbe:
@@ -200,11 +200,7 @@ def main() -> int:
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
-    tmp = Path(tempfile.mkdtemp(prefix="splice-resp-"))
-    os.environ["SPLICE_DESKTOP_CACHE"] = str(tmp / "cache")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not os.environ.get("DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    tmp = fresh_app_environment("splice-resp-")
     print(f"generating {args.images} JPEGs of {size[0]}x{size[1]}…", flush=True)
     paths = make_jpegs(tmp / "images", args.images, size)
 

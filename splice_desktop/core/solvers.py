@@ -358,7 +358,6 @@ class _Engine:
 
     def run(self, lam_stop: float, max_steps: int, cancel: Optional[CancelToken]) -> None:
         act, CW = self.act, self.CW
-        k = CW.shape[0]
         for _ in range(max_steps):
             check(cancel)
             n = act.n
