@@ -262,6 +262,9 @@ class Decomposer:
             raise ValueError(
                 f"image mean has {self._mu.shape[0]} dimensions but the concept bank has {self._C.shape[1]}"
             )
+        from splice_desktop.core.solvers import prepare_dictionary
+
+        self.solver_backend = prepare_dictionary(self._C)
         self._words: tuple[str, ...] = tuple(bank.words)
         self._index = {w: i for i, w in enumerate(self._words)}
         self._paths: "OrderedDict[bytes, LassoPath]" = OrderedDict()

@@ -18,7 +18,9 @@ One lambda from cold (``solve_positive_lasso``): two passes over C. The first ra
 correlation with z (and gives lambda_max); the homotopy runs in Gram space on the top ~128 (no d-dimensional work
 per knot except one Gram row when a concept enters); the second pass checks the KKT conditions on every inactive
 concept. Violators join the working set and the homotopy is rerun; many active concepts (small lambdas) hand
-over to the row-space engine below.
+over to the row-space engine below. Both passes are memory-bound; after ``prepare_dictionary(C)`` they read a
+float16 copy of C when that is faster on this machine (``half_products``: proven error bound, float64 re-checks
+of everything within it).
 
 The whole path (``compute_path``), and how it stays fast and exact on 10k-15k concepts:
 - Working set: the homotopy runs on the concepts most correlated with z (``_M0_*``). Every few knots their
@@ -43,6 +45,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from splice_desktop.core import half_products
 from splice_desktop.core.progress import CancelToken, ProgressFn, check, report
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "objective",
     "solve_positive_lasso",
     "solve_with_lambda_max",
+    "prepare_dictionary",
     "compute_path",
     "LassoPath",
     "admm_reference",
@@ -106,12 +110,13 @@ def _exclude_mask(k: int, exclude: Optional[Iterable[int]]) -> Optional[np.ndarr
     return mask
 
 
-def _top_corr(C: np.ndarray, z: np.ndarray, corr: np.ndarray) -> tuple[int, float]:
-    """(argmax_j, 2 <c_j, z>) with the maximum decided in float64 among float32 near-ties.
+def _top_corr(C: np.ndarray, z: np.ndarray, corr: np.ndarray, tol: float = 0.25 * _AMBIG) -> tuple[int, float]:
+    """(argmax_j, 2 <c_j, z>) with the maximum decided in float64 among near-ties.
 
-    ``corr``: the float32 products ``C @ z`` (excluded concepts -inf, at least one finite)."""
+    ``corr``: approximate products ``C @ z`` (excluded concepts -inf, at least one finite), each within ``tol``
+    of the exact value (float32 by default; the float16 backend passes its own bound)."""
     top = float(np.max(corr))
-    near = np.flatnonzero(corr >= top - 0.5 * _AMBIG)
+    near = np.flatnonzero(corr >= top - 2.0 * tol)
     vals = 2.0 * (C[near].astype(_F64) @ z.astype(_F64))
     i = int(np.argmax(vals))
     return int(near[i]), float(vals[i])
@@ -579,9 +584,9 @@ def _working_set_homotopy(
     ``rows`` (m, d) float64 are the working-set concepts and ``b`` their products with z. It runs in Gram space:
     a concept's Gram row against the working set is computed once, when it enters (m x d), and every other
     quantity per knot is m- or n-dimensional. The inverse H of the active Gram is kept by bordered (Schur)
-    updates and the final weights come from a fresh solve, so rounding in H could at most reorder near-
-    simultaneous events, which the caller's KKT check on every concept catches. None if more than ``cap``
-    concepts would be active at once or the path degenerates.
+    updates and the final weights get a step of iterative refinement against the exact Gram (a fresh solve if H
+    has drifted), so rounding in H could at most reorder near-simultaneous events, which the caller's KKT check
+    on every concept catches. None if more than ``cap`` concepts would be active at once or the path degenerates.
     """
     m = b.shape[0]
     b2 = 2.0 * b
@@ -621,8 +626,16 @@ def _working_set_homotopy(
             i_out = int(np.argmax(lam_out))
             lam_leave = min(float(lam_out[i_out]), lam)
         if max(lam_enter, lam_leave) <= lam_stop:
+            # One step of iterative refinement against the exact Gram G_AA: as accurate as a fresh solve (which
+            # costs ~50 us of LAPACK call overhead at this size, a fifth of the whole homotopy).
+            # If H has drifted (near-dependent rows), a fresh solve decides instead.
             Ai = np.asarray(A)
-            PQ = np.linalg.solve(GA[:n, Ai], BQ[:n])
+            G_AA = GA[:n, Ai]
+            R = BQ[:n] - G_AA @ PQ
+            if np.abs(R).max() <= 1e-9 * (1.0 + np.abs(BQ[:n]).max()):
+                PQ += H[:n, :n] @ R
+            else:
+                PQ = np.linalg.solve(G_AA, BQ[:n])
             return Ai, np.maximum(PQ[:, 0] - lam_stop * 0.5 * PQ[:, 1], 0.0)
         t_enter, t_leave = lam - lam_enter, lam - lam_leave
         t = min(t_enter, t_leave)
@@ -668,14 +681,15 @@ def _outside_violators(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Concepts (not active, not in ``skip``) whose correlation ``2 <c_j, r>`` exceeds lam, decided exactly.
 
-    One float32 (k, d) product; the few within float32's error of the bound are re-checked in float64. Returns
-    (violators, float32 correlations with -inf on the skipped and active ones) so callers can pick likely entrants.
+    One (k, d) product (float16 copy when prepared, else float32); the few within its error bound of lam are
+    re-checked in float64. Returns (violators, approximate correlations with -inf on the skipped and active ones)
+    so callers can pick likely entrants.
     """
-    e = C @ (2.0 * r64).astype(_F32)
+    e, tol = half_products.products(C, 2.0 * r64, 0.5 * _AMBIG)
     e[active] = -np.inf
     if skip is not None:
         e[skip] = -np.inf
-    near = np.flatnonzero(e > lam - _AMBIG)
+    near = np.flatnonzero(e > lam - 2.0 * tol)
     if near.size:
         c64 = 2.0 * (C[near].astype(_F64) @ r64)
         near = near[c64 > lam * (1 + 1e-9) + 1e-12]
@@ -714,17 +728,19 @@ def _solve_small_working_set(
     """
     k, d = C.shape
     z64 = z.astype(_F64)
-    corr0 = C @ z
+    corr0, tol0 = half_products.products(C, z64, 0.25 * _AMBIG)
     if excluded is not None:
         corr0[excluded] = -np.inf
     top = float(corr0.max())
     if not np.isfinite(top):
         return np.empty(0, np.int64), np.empty(0), 0.0
-    j_top, lmax = _top_corr(C, z, corr0)
+    j_top, lmax = _top_corr(C, z, corr0, tol0)
     lmax = max(0.0, lmax)
     if lmax <= lam:
         return np.empty(0, np.int64), np.empty(0), lmax
-    W = np.union1d(_top_candidates(corr0, _M0_GRAM), [j_top])  # the exact argmax must start the path
+    W = _top_candidates(corr0, _M0_GRAM)
+    if not (W == j_top).any():  # the exact argmax must start the path
+        W = np.append(W, j_top)
     rows = C[W].astype(_F64)
     b = rows @ z64
     in_W = np.zeros(k, dtype=bool)
@@ -751,6 +767,14 @@ def _solve_small_working_set(
         W = np.concatenate([W, new])
         in_W[new] = True
     return None
+
+
+def prepare_dictionary(C: np.ndarray, force: Optional[str] = None) -> str:
+    """Get C ready for fast cold solves (float16 copy if it wins here, see ``half_products``); returns the backend.
+
+    Call once per concept matrix (the Decomposer does) and pass that same array to the solvers afterwards; not
+    calling it only costs speed. ``force``: "float16" or "float32" instead of measuring (tests, benchmarks)."""
+    return half_products.prepare(C, force)
 
 
 def solve_positive_lasso(
