@@ -23,7 +23,11 @@ Threads (set per call with threadpoolctl, so both settings are measured side by 
 - sklearn runs with 1 BLAS thread, its fastest setting: its coordinate descent is sequential, and with 2 threads
   its short level-1 calls measured 16-30 ms instead of 10-13 ms here (and left the cores so busy that the next
   solve of any kind was slowed for tens of milliseconds).
-torch is not used here.
+The app's Decomposer calls ``prepare_dictionary`` once per concept bank; so does this benchmark (its cost is
+printed). It keeps a float16 copy of C when torch's float16 matrix-vector product beats numpy's float32 one on
+flushed caches here (half the bytes for the two memory-bound passes of a cold solve); torch then runs those two
+products with its own threads (all cores). The package sets OPENBLAS_THREAD_TIMEOUT before numpy loads (see
+splice_desktop/__init__.py), and this script imports the package first so that it measures the same setup.
 
     .venv/bin/python benchmarks/solver.py            # both sizes, 1-5 minutes on 2 cores (load dependent)
     .venv/bin/python benchmarks/solver.py --quick    # 10k x 512 only, fewer images, no k x k ADMM
@@ -50,10 +54,12 @@ ARGS = _parse() if __name__ == "__main__" else None
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import splice_desktop  # noqa: E402,F401 - the app's thread environment (OpenBLAS spin), set before numpy loads
+
+import numpy as np  # noqa: E402
 
 from _timing import Stats, fmt_ms, machine_summary  # noqa: E402
 
@@ -62,6 +68,7 @@ from splice_desktop.core.solvers import (  # noqa: E402
     compute_path,
     lambda_max,
     objective,
+    prepare_dictionary,
     solve_positive_lasso,
 )
 
@@ -72,10 +79,19 @@ THREADS = ARGS.threads if ARGS is not None else 1
 
 @contextmanager
 def blas_threads(n: int):
+    """n BLAS threads for numpy, and n torch threads when torch is loaded (the float16 passes run in torch)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
 
 
 def timed(fn, threads: int) -> tuple[float, object]:
@@ -116,6 +132,10 @@ def sklearn_reference(C: np.ndarray, z: np.ndarray, lam: float) -> np.ndarray:
 def bench_size(k: int, d: int, n_images: int, full_admm: bool, lookups: int = 2000) -> dict:
     print(f"\n## {k} concepts x d={d}, {n_images} synthetic images", flush=True)
     C, zs = make_inputs(k, d, n_images, seed=k + d)
+    t0 = time.perf_counter()
+    backend = prepare_dictionary(C)  # what the Decomposer does once per concept bank
+    print(f"  prepare_dictionary: {backend} in {(time.perf_counter() - t0) * 1e3:.0f} ms (once per concept bank; "
+          f"includes the first torch import when float16 is tried)", flush=True)
     cold, cold1, cold_rel, path_t, sk_t, sk_rel, stage_t, stage_l0 = [], [], [], [], [], [], [], []
     lams_used = []
     l0s = []
@@ -227,7 +247,7 @@ def main() -> None:
     print("# benchmarks/solver.py")
     print(f"machine: {machine_summary()}")
     print(f"numpy {np.__version__}; this solver and ADMM with {args.threads} BLAS thread(s) (threadpoolctl), "
-          f"sklearn with 1 (its fastest); torch not used")
+          f"sklearn with 1 (its fastest); OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
     try:
         import sklearn
 
