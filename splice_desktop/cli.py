@@ -264,7 +264,7 @@ def _collect(inputs: Sequence[str]):
 def _encode(args: argparse.Namespace, loaded: Any, files: list[Path]):
     from splice_desktop.core.embeddings import ImageEmbeddingCache, encode_images
 
-    cache = ImageEmbeddingCache(loaded.key)
+    cache = ImageEmbeddingCache.shared(loaded.key)
     bar = ProgressBar("Encoding images", enabled=not args.quiet)
     try:
         return encode_images(loaded, files, batch_size=args.batch_size, cache=cache, progress=bar)  # flushes cache

@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import uuid
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,10 @@ CACHE_VERSION = 1
 INDEX_NAME = "index.json"
 
 
+_SHARED: "weakref.WeakValueDictionary[str, ImageEmbeddingCache]" = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
 class ImageEmbeddingCache:
     """Embeddings of one model, keyed by file sha256, stored as one float32 (n, d) .npy plus a json index.
 
@@ -41,6 +46,22 @@ class ImageEmbeddingCache:
     memory-mapped old generation is never overwritten in place. Stored rows stay memory-mapped; only
     unflushed rows (at most ``max_pending``) live in RAM, so memory is bounded however many images are cached.
     """
+
+    @classmethod
+    def shared(cls, model_key: str) -> "ImageEmbeddingCache":
+        """The one cache object of this process for ``model_key``'s default folder.
+
+        Why: two objects on one folder each commit their own row list, so the later flush drops the rows the
+        other one added (cache misses on the next run). The GUI's encoder and the CLIP-InterpreT pool index both
+        write; sharing one object (it is thread-safe) keeps every row. Held weakly: the last user releasing it
+        ends it (callers flush, as ``encode_images`` does)."""
+        folder = str((cache_dir("embeddings") / safe_name(model_key)).resolve())
+        with _SHARED_LOCK:
+            obj = _SHARED.get(folder)
+            if obj is None:
+                obj = cls(model_key)
+                _SHARED[folder] = obj
+            return obj
 
     def __init__(self, model_key: str, root: Optional[Path] = None, max_pending: int = 2048) -> None:
         self.model_key = model_key

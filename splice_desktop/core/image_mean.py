@@ -219,7 +219,7 @@ def compute_image_mean_from_files(
         if results:
             acc.add(np.stack([r.embedding for r in results]))
 
-    cache = ImageEmbeddingCache(loaded.key) if use_cache else None
+    cache = ImageEmbeddingCache.shared(loaded.key) if use_cache else None
     rep = encode_images(
         loaded, collected.files, batch_size=batch_size, cache=cache, progress=progress, cancel=cancel,
         on_batch=on_batch,

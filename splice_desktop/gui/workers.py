@@ -347,7 +347,7 @@ def encode_task(ctx: TaskContext, loaded: Any, paths: list[str], batch_size: int
 
     from splice_desktop.core.embeddings import ImageEmbeddingCache, encode_images
 
-    cache = ImageEmbeddingCache(loaded.key)
+    cache = ImageEmbeddingCache.shared(loaded.key)
 
     def _on_batch(results: list[Any], failures: list[Any]) -> None:
         if results:

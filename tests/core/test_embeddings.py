@@ -359,3 +359,21 @@ def test_two_cache_objects_on_one_folder_never_mix_rows(tmp_path: Path) -> None:
     for d in found:
         np.testing.assert_array_equal(fresh.get(d), expected[d])
     np.testing.assert_array_equal(a.get("a1"), vecs[1])  # the first object still serves its own rows
+
+
+def test_shared_cache_object_keeps_every_writers_rows(tmp_path: Path, monkeypatch) -> None:
+    """The GUI encoder and the pool index both write one model's cache: through ``shared`` no row is lost."""
+    monkeypatch.setenv("SPLICE_DESKTOP_CACHE", str(tmp_path))
+    rng = np.random.default_rng(3)
+    vecs = _unit(rng, 4)
+    encoder_side = ImageEmbeddingCache.shared("model-x")
+    pool_side = ImageEmbeddingCache.shared("model-x")
+    assert encoder_side is pool_side
+    assert ImageEmbeddingCache.shared("model-y") is not encoder_side
+    encoder_side.put_many(["a0", "a1"], vecs[:2])
+    encoder_side.flush()
+    pool_side.put_many(["b0", "b1"], vecs[2:])
+    pool_side.flush()
+    fresh = ImageEmbeddingCache("model-x", encoder_side.folder)
+    for d, v in zip(["a0", "a1", "b0", "b1"], vecs):
+        np.testing.assert_array_equal(fresh.get(d), v)

@@ -278,7 +278,7 @@ class PoolIndex:
             prepare_image,
         )
 
-        emb_cache = ImageEmbeddingCache(self.model_key)
+        emb_cache = ImageEmbeddingCache.shared(self.model_key)
         pre = ImagePreprocessor(self.loaded.preprocess)  # the same preprocessing as SpLiCE encoding, so the
         # embeddings both write to the shared cache agree
 
