@@ -31,6 +31,7 @@ splice_desktop/__init__.py), and this script imports the package first so that i
 
     .venv/bin/python benchmarks/solver.py            # both sizes, 1-5 minutes on 2 cores (load dependent)
     .venv/bin/python benchmarks/solver.py --quick    # 10k x 512 only, fewer images, no k x k ADMM
+    .venv/bin/python benchmarks/solver.py --gui-stall  # GUI event-loop stalls while paths run on a worker
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="BLAS threads for this solver (default: all cores, as in the app)")
     ap.add_argument("--images", type=int, default=None, help="number of synthetic images per size")
+    ap.add_argument("--gui-stall", action="store_true",
+                    help="only measure the worst stall of a Qt event loop while whole paths (15k x 768) are computed "
+                         "on a worker thread, as the app's PathWorker does")
     return ap.parse_args()
 
 
@@ -242,8 +246,57 @@ def bench_size(k: int, d: int, n_images: int, full_admm: bool, lookups: int = 20
     return res
 
 
+def gui_stall(n_paths: int = 3) -> None:
+    """Worst gap of a 5 ms QTimer on the GUI thread while a worker thread (nice 7, as the app's workers) computes
+    whole paths: does the path loop, which holds the GIL between numpy calls, starve the event loop?"""
+    import threading
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    sys.setswitchinterval(0.001)  # as the app (gui/app.py)
+    C, zs = make_inputs(15_000, 768, n_paths, seed=1)
+    prepare_dictionary(C)
+    app = QApplication.instance() or QApplication([])
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+    done = threading.Event()
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+        if done.is_set():
+            app.quit()
+
+    def work() -> None:
+        try:
+            os.nice(7)
+        except (AttributeError, OSError):
+            pass
+        for z in zs:
+            compute_path(C, z, lam_min_ratio=0.02)
+        done.set()
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(tick)
+    timer.start()
+    worker = threading.Thread(target=work, daemon=True)
+    QTimer.singleShot(300, lambda: worker.start())
+    t0 = time.perf_counter()
+    app.exec()
+    stalls = np.array(gaps[5:]) * 1e3 - 5.0
+    print(f"{n_paths} whole paths (15k x 768) on a worker thread in {time.perf_counter() - t0:.1f} s: worst GUI "
+          f"stall {stalls.max():.1f} ms, p99 {np.percentile(stalls, 99):.1f} ms over {stalls.size} ticks")
+
+
 def main() -> None:
     args = ARGS
+    if args.gui_stall:
+        gui_stall()
+        return
     print("# benchmarks/solver.py")
     print(f"machine: {machine_summary()}")
     print(f"numpy {np.__version__}; this solver and ADMM with {args.threads} BLAS thread(s) (threadpoolctl), "
