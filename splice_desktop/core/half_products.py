@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 import weakref
 from typing import Any, Optional
 
@@ -41,7 +42,11 @@ class _Half:
 
     def __init__(self, C: np.ndarray, torch: Any) -> None:
         self._torch = torch
-        self.t = torch.from_numpy(C).to(torch.float16)
+        with warnings.catch_warnings():
+            # A concept bank loaded from the cache is a read-only memory map; torch warns about sharing it, but it
+            # is only read here, into a new float16 tensor.
+            warnings.simplefilter("ignore", UserWarning)
+            self.t = torch.from_numpy(C).to(torch.float16)
         self.max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64))))
 
     def matvec(self, v: np.ndarray) -> tuple[np.ndarray, float]:

@@ -73,6 +73,17 @@ def test_copy_belongs_to_one_array_and_dies_with_it():
     assert key not in half_products._prepared
 
 
+def test_read_only_memory_mapped_matrix_is_accepted_quietly(tmp_path, recwarn):
+    """Concept banks come from the cache as read-only memory maps."""
+    C, z = random_problem(3000, 128, seed=9)
+    np.save(tmp_path / "c.npy", C)
+    mapped = np.ascontiguousarray(np.load(tmp_path / "c.npy", mmap_mode="r"), dtype=np.float32)
+    assert not mapped.flags.writeable
+    assert prepare_dictionary(mapped, force="float16") == "float16 (torch)"
+    np.testing.assert_allclose(solve_positive_lasso(mapped, z, 0.3), solve_positive_lasso(C, z, 0.3), atol=1e-6)
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+
 def test_small_matrices_keep_float32_without_timing():
     C, z = random_problem(500, 64, seed=5)
     assert prepare_dictionary(C) == "float32 (numpy)"
