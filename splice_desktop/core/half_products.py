@@ -6,9 +6,10 @@ matrix-vector kernel reads half the bytes and accumulates in float32; measured h
 2.14) it takes 0.36-0.56 ms against numpy float32's 0.9-1.6 ms. Its results are only used to *rank* concepts and
 to find the few near a threshold; every decision within the error bound is re-made in float64 by the caller.
 
-Error bound, per concept j (unit-scaled v, rounding unit u = 2^-11 of float16, fp32 accumulation):
-``|fp16(C) @ fp16(v) - C @ v|_j <= ||c_j|| ||v|| (2u [inputs] + u [float16 output] + d 2^-23 [sums])`` plus a
-subnormal slop; ``HALF_REL`` is that with a 2x margin for d <= 2048. ``prepare`` checks that the kernel really
+Error bound, per concept j (v scaled to unit norm, rounding unit u = 2^-11 of float16, fp32 accumulation):
+``|fp16(C) @ fp16(v) - C @ v|_j <= ||c_j|| ||v|| (2u [inputs] + u [float16 output] + d 2^-23 [sums])`` plus
+``2^-25 sqrt(d) (1 + ||c_j||) ||v||`` for entries in float16's subnormal range; ``HALF_REL`` is the first term
+with a 2x margin for d <= 2048, and the second is added as it stands. ``prepare`` checks that the kernel really
 accumulates in float32 (an adversarial all-equal product whose float16 accumulation would be off by ~d u) and
 times both backends side by side; the float16 copy is used only when it passes and wins.
 
@@ -30,6 +31,7 @@ __all__ = ["HALF_REL", "prepare", "backend", "products"]
 HALF_REL = 4e-3
 _MIN_ENTRIES = 1 << 21  # below ~2M entries (e.g. 4k x 512) the float32 product sits in cache and wins anyway
 _MAX_D = 2048  # HALF_REL's accumulation term holds up to here
+_MAX_ROW_NORM = 1e3  # products stay far inside float16's range (65504); concept rows are unit vectors
 _TIMING_REPS = 5
 _FLUSH_BYTES = 96 << 20  # larger than any desktop CPU's last-level cache we target (2026: up to 96 MB)
 
@@ -47,7 +49,8 @@ class _Half:
             # is only read here, into a new float16 tensor.
             warnings.simplefilter("ignore", UserWarning)
             self.t = torch.from_numpy(C).to(torch.float16)
-        self.max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64))))
+        self.max_norm = _max_row_norm(C)
+        self._slop = 2.0**-24 * float(np.sqrt(C.shape[1])) * (1.0 + self.max_norm)
 
     def matvec(self, v: np.ndarray) -> tuple[np.ndarray, float]:
         s = float(np.linalg.norm(v))
@@ -57,7 +60,11 @@ class _Half:
         vh = torch.from_numpy(v * (1.0 / s)).to(torch.float16)
         out = torch.mv(self.t, vh).float().numpy()  # float16 -> float32 in torch: numpy's conversion is scalar
         out *= np.float32(s)
-        return out, HALF_REL * self.max_norm * s + 1e-7 * s
+        return out, (HALF_REL * self.max_norm + self._slop) * s
+
+
+def _max_row_norm(C: np.ndarray) -> float:
+    return float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64), initial=0.0)))
 
 
 def _accumulates_in_float32(torch: Any, d: int) -> bool:
@@ -89,27 +96,31 @@ def prepare(C: np.ndarray, force: Optional[str] = None) -> str:
     """Build (once per array) the fastest exact-enough way to form ``C @ v``; returns the backend's name.
 
     C: (k, d) float32 C-contiguous, the matrix later passed to the solver (same object). Costs one float16 copy
-    (half of C's memory) and ~10 timed products on flushed caches (~0.1 s); small matrices and setups without a fast float16 kernel keep
-    numpy float32 and cost nothing. ``force`` ("float16" or "float32") skips the size rule and the timing (tests,
-    benchmarks); float16 still requires torch and its float32 accumulation.
+    (half of C's memory) and ~10 timed products on flushed caches (~0.1 s). Small matrices, rows too long for
+    float16's range and setups without a fast float16 kernel keep numpy float32 and cost nothing. ``force``
+    ("float16" or "float32") skips the size rule and the timing (tests, benchmarks); float16 still requires
+    torch and its float32 accumulation.
     """
+    if force not in (None, "float16", "float32"):
+        raise ValueError(f"force must be None, 'float16' or 'float32', not {force!r}")
+    key = id(C)
     with _lock:
-        hit = _prepared.get(id(C))
-        if hit is not None and hit[0]() is C and force is None:
+        hit = _prepared.get(key)
+        known = hit is not None and hit[0]() is C
+        if known and force is None:
             return _name(hit[1])
     half: Optional[_Half] = None
-    if force == "float16" and C.dtype == np.float32 and C.flags.c_contiguous and C.shape[1] <= _MAX_D:
-        import torch
-
-        if _accumulates_in_float32(torch, C.shape[1]):
-            half = _Half(C, torch)
-    elif force is None and C.dtype == np.float32 and C.flags.c_contiguous and C.size >= _MIN_ENTRIES and C.shape[1] <= _MAX_D:
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency; this keeps the solver usable without it
-            torch = None
-        if torch is not None and _accumulates_in_float32(torch, C.shape[1]):
-            cand = _Half(C, torch)
+    eligible = (
+        force != "float32" and C.ndim == 2 and C.dtype == np.float32 and C.flags.c_contiguous
+        and 0 < C.shape[1] <= _MAX_D and (force == "float16" or C.size >= _MIN_ENTRIES)
+        and _max_row_norm(C) <= _MAX_ROW_NORM
+    )
+    torch = _torch_or_none() if eligible else None
+    if torch is not None and _accumulates_in_float32(torch, C.shape[1]):
+        cand = _Half(C, torch)
+        if force == "float16":
+            half = cand
+        else:
             v = np.random.default_rng(0).standard_normal(C.shape[1])
             v32 = v.astype(np.float32)
             cand.matvec(v)
@@ -117,11 +128,19 @@ def prepare(C: np.ndarray, force: Optional[str] = None) -> str:
             t_half, t_f32 = _cold_times([lambda: cand.matvec(v), lambda: C @ v32])
             if t_half < 0.9 * t_f32:  # clearly faster, or not worth the extra memory
                 half = cand
-    key = id(C)
     with _lock:
         _prepared[key] = (weakref.ref(C), half)
-    weakref.finalize(C, _forget, key)
+    if not known:
+        weakref.finalize(C, _forget, key)
     return _name(half)
+
+
+def _torch_or_none() -> Any:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency; this keeps the solver usable without it
+        return None
+    return torch
 
 
 def _name(half: Optional[_Half]) -> str:

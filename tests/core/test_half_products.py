@@ -89,6 +89,10 @@ def test_small_matrices_keep_float32_without_timing():
     assert prepare_dictionary(C) == "float32 (numpy)"
     assert half_products.backend(C) is None
     assert prepare_dictionary(C, force="float32") == "float32 (numpy)"
+    with pytest.raises(ValueError, match="force"):
+        prepare_dictionary(C, force="half")
+    # Rows so long that products could overflow float16 stay on float32 even when float16 is asked for.
+    assert prepare_dictionary(np.ascontiguousarray(C * 5000.0), force="float16") == "float32 (numpy)"
 
 
 @pytest.mark.parametrize("kind", ["planted", "random"])
