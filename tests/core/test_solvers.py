@@ -19,6 +19,7 @@ from splice_desktop.core.solvers import (
     kkt_violation,
     lambda_max,
     objective,
+    prepare_dictionary,
     solve_positive_lasso,
     solve_with_lambda_max,
 )
@@ -101,12 +102,17 @@ def check_grid_against_sklearn(C: np.ndarray, z: np.ndarray, n_solve: int = 5) -
     assert path.lambda_max == pytest.approx(lmax, rel=1e-6)
     refs = sklearn_chain(C, z, lams)
     solve_at = set(np.linspace(0, N_LAMBDAS - 1, n_solve).round().astype(int).tolist())
+    # The app's route: a Decomposer prepares its matrix, so cold solves there read a float16 copy (forced here,
+    # whatever this machine's timing would choose); C itself stays unprepared (float32 passes).
+    C_half = C.copy()
+    prepare_dictionary(C_half, force="float16")
     for i, (lam, ref) in enumerate(zip(lams, refs)):
         w_path = path.weights_at(lam)
         assert w_path.dtype == np.float32 and w_path.shape == (C.shape[0],)
         assert_same_solution(C, z, w_path, ref, lam, "path")
         if i in solve_at:
             assert_same_solution(C, z, solve_positive_lasso(C, z, lam), ref, lam, "solve")
+            assert_same_solution(C, z, solve_positive_lasso(C_half, z, lam), ref, lam, "solve, float16 passes")
 
 
 # ------------------------------------------------------------------------------------------------ sklearn grids
