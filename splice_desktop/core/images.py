@@ -11,7 +11,6 @@ pipeline reads each file once instead of once for the cache key and again for th
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import re
@@ -22,7 +21,7 @@ from typing import BinaryIO, Iterable, Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from splice_desktop.core.cache import sha256_file, sha256_stream
+from splice_desktop.core.cache import sha256_bytes, sha256_file, sha256_stream
 from splice_desktop.core.errors import ImageLoadError
 
 IMAGE_SUFFIXES = frozenset(
@@ -362,7 +361,7 @@ def read_with_digest(path: str | Path, limit: int = WHOLE_READ_BYTES) -> tuple[s
             data = handle.read()
     except OSError as exc:
         raise ImageLoadError(path, _os_reason(exc)) from exc
-    return hashlib.sha256(data).hexdigest(), data
+    return sha256_bytes(data), data
 
 
 def file_digest(path: str | Path) -> str:
