@@ -233,8 +233,7 @@ def load_model(spec: ModelSpec, device: str = "auto", cache_dir: Optional[str] =
                 "checkpoint file and choose it as a local checkpoint (Preferences > Model, or --checkpoint)."
             )
         # A cached hub file is loaded by path: no network request at all, and no minute of offline retries.
-        by_path = cached is not None and cfg.get("hf_hub") and cached.name in weights_cache.HF_WEIGHT_FILES + (
-            os.path.basename(cfg.get("hf_hub", "")),)
+        by_path = cached is not None and weights_cache.is_hub_file(cfg, cached)
         try:
             if by_path:
                 model, _, preprocess = open_clip.create_model_and_transforms(

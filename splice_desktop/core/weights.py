@@ -38,6 +38,13 @@ def _hf_candidates(hf_hub: str) -> tuple[str, tuple[str, ...]]:
     return repo_id, tuple(names)
 
 
+def is_hub_file(cfg: dict[str, Any], path: Path) -> bool:
+    """Whether ``path`` is one of the files open_clip would fetch from the hub for this tag (so the model can be
+    loaded from it by path); False for other sources such as OpenAI's URL downloads."""
+    hf_hub = cfg.get("hf_hub", "")
+    return bool(hf_hub) and path.name in _hf_candidates(hf_hub)[1]
+
+
 def find_cached_weights(architecture: str, tag: str, cache_dir: Optional[str] = None) -> Optional[Path]:
     """Path of already-downloaded weights for an open_clip tag, or None (never downloads)."""
     cfg = pretrained_cfg(architecture, tag)

@@ -127,6 +127,19 @@ def test_cached_hub_weights_are_found_and_loaded_by_path_without_network(tmp_pat
     assert calls[0]["image_mean"] == tuple(cfg["mean"])
 
 
+def test_is_hub_file_accepts_exactly_the_files_the_hub_would_give() -> None:
+    """Files found in the hub cache load by path, including the .safetensors twin of a named .bin; OpenAI's URL
+    downloads do not."""
+    repo = {"hf_hub": "org/repo/"}
+    named = {"hf_hub": "org/repo/weights.bin"}
+    assert weights_cache.is_hub_file(repo, Path("/c/open_clip_model.safetensors"))
+    assert weights_cache.is_hub_file(repo, Path("/c/open_clip_pytorch_model.bin"))
+    assert weights_cache.is_hub_file(named, Path("/c/weights.bin"))
+    assert weights_cache.is_hub_file(named, Path("/c/weights.safetensors"))
+    assert not weights_cache.is_hub_file(named, Path("/c/open_clip_model.safetensors"))
+    assert not weights_cache.is_hub_file({"url": "https://x/ViT-B-32.pt"}, Path("/root/.cache/clip/ViT-B-32.pt"))
+
+
 def test_offline_without_cache_fails_fast_with_a_fix(tmp_path: Path, monkeypatch) -> None:
     import open_clip
 
