@@ -231,21 +231,37 @@ class MainWindow(QMainWindow):
         self.list_view.set_strip(strip)
         self.splitter.setOrientation(Qt.Orientation.Horizontal if strip else Qt.Orientation.Vertical)
 
+    def _install_panel(self, index: int, placeholder: QLabel, title: str, what: str, create: Any) -> Any:
+        """Build one deferred panel and put it in its placeholder's tab. If it cannot be built, the placeholder says
+        why and None is returned: the rest of the app stays usable without that panel."""
+        try:
+            panel = create()
+        except Exception as exc:  # noqa: BLE001 - any failure in a panel's construction is shown, not raised
+            placeholder.setText(f"The {what} could not be created:\n{exc}")
+            traceback.print_exc()
+            return None
+        self.tabs.removeTab(index)
+        self.tabs.insertTab(index, panel, title)
+        return panel
+
     def _build_panels(self) -> None:
         """Create the heavy panels (pyqtgraph etc.). Deferred after show() at startup so the window appears fast."""
         if self.analysis is not None or self._closing:
             return
-        try:
+
+        def analysis_view() -> Any:
             from splice_desktop.gui.analysis_view import AnalysisView
 
-            self.analysis = AnalysisView()
-        except Exception as exc:  # noqa: BLE001 - the rest of the app stays usable without this panel
-            self.analysis = None
-            self._analysis_placeholder.setText(f"The analysis view could not be created:\n{exc}")
-            traceback.print_exc()
+            return AnalysisView()
+
+        def interpret_panel() -> Any:
+            from splice_desktop.gui.widgets.interpret_panel import InterpretPanel
+
+            return InterpretPanel()
+
+        self.analysis = self._install_panel(0, self._analysis_placeholder, "Concepts (SpLiCE)", "analysis view",
+                                            analysis_view)
         if self.analysis is not None:
-            self.tabs.removeTab(0)
-            self.tabs.insertTab(0, self.analysis, "Concepts (SpLiCE)")
             self.tabs.setCurrentIndex(0)
             self.undo_action = self.analysis.undo_stack.createUndoAction(self, "&Undo")
             self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
@@ -257,17 +273,8 @@ class MainWindow(QMainWindow):
                 self.analysis.decompositionChanged.connect(self._on_decomposition_changed)
             if hasattr(self.analysis, "statusMessage"):
                 self.analysis.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
-        try:
-            from splice_desktop.gui.widgets.interpret_panel import InterpretPanel
-
-            self.interpret_panel = InterpretPanel()
-        except Exception as exc:  # noqa: BLE001
-            self.interpret_panel = None
-            self._interpret_placeholder.setText(f"The CLIP-InterpreT panel could not be created:\n{exc}")
-            traceback.print_exc()
-        if self.interpret_panel is not None:
-            self.tabs.removeTab(1)
-            self.tabs.insertTab(1, self.interpret_panel, "Heads (CLIP-InterpreT)")
+        self.interpret_panel = self._install_panel(1, self._interpret_placeholder, "Heads (CLIP-InterpreT)",
+                                                   "CLIP-InterpreT panel", interpret_panel)
         if self.state is not None:
             self._push_context()
             if self.state.loaded is not None:
