@@ -272,9 +272,14 @@ def load_pipeline(
         state.image_mean = load_image_mean(cfg.mean_path, expected_dim=state.loaded.embed_dim)
     else:
         state.image_mean = ImageMean.absent()
-    from splice_desktop.core.decompose import Decomposer
+    if (prev is not None and prev.decomposer is not None and state.bank is prev.bank
+            and state.image_mean is prev.image_mean):
+        # Same bank and mean: keep the decomposer, its prepared float16 matrix and its cached lasso paths.
+        state.decomposer = prev.decomposer
+    else:
+        from splice_desktop.core.decompose import Decomposer
 
-    state.decomposer = Decomposer(state.bank, state.image_mean)
+        state.decomposer = Decomposer(state.bank, state.image_mean)
     state.timings["mean"] = time.perf_counter() - t0
     ctx.check()
     ctx.partial(PipelineStage("mean", state))

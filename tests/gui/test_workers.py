@@ -151,6 +151,11 @@ def test_pipeline_loads_tiny_model_and_reuses_unchanged_parts(qtbot, tiny_config
     assert state2.zeroshot is state.zeroshot
     assert len(state2.vocabulary) == 100
     assert state2.bank.matrix.shape[0] == 100
+    assert state2.decomposer is not state.decomposer and state2.decomposer.bank is state2.bank
+
+    # Applying the same settings again keeps the decomposer (its prepared matrix and cached paths) as well.
+    again, _ = _run_pipeline(qtbot, smaller, previous=state2)
+    assert again.bank is state2.bank and again.decomposer is state2.decomposer
 
     # "Compute the mean from loaded images" uses the given embeddings.
     rng = np.random.default_rng(1)
@@ -159,6 +164,7 @@ def test_pipeline_loads_tiny_model_and_reuses_unchanged_parts(qtbot, tiny_config
     state3, _ = _run_pipeline(qtbot, smaller.with_changes(mean_from_images=True), previous=state2, emb=emb)
     assert state3.bank is state2.bank
     assert state3.image_mean.present
+    assert state3.decomposer is not state2.decomposer and state3.decomposer.image_mean is state3.image_mean
     expected = emb.mean(axis=0)
     got = np.asarray(state3.image_mean.vector, dtype=np.float32)
     cos = float(got @ expected / (np.linalg.norm(got) * np.linalg.norm(expected)))
