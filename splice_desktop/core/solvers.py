@@ -285,9 +285,15 @@ class _ActiveSet:
         self.updates += 1
 
     def exact(self) -> np.ndarray:
-        """PQ by a fresh solve (used for the final answer)."""
+        """PQ accurate to rounding, for the final answer: one step of iterative refinement of the kept PQ against
+        the exact G, or a fresh solve (~50 us of LAPACK call overhead at these sizes) if H has drifted."""
         n = self.n
-        return np.linalg.solve(self.G[:n, :n], self.BQ[:n])
+        G, BQ = self.G[:n, :n], self.BQ[:n]
+        PQ = self.PQ[:n]
+        R = BQ - G @ PQ
+        if np.abs(R).max() <= 1e-9 * (1.0 + np.abs(BQ).max()):
+            return PQ + self.H[:n, :n] @ R
+        return np.linalg.solve(G, BQ)
 
 
 class _Engine:
@@ -459,7 +465,7 @@ class _Engine:
                     self.dependent[j_in] = True
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """(global indices, float64 weights) at self.lam, from a fresh exact solve on the active set."""
+        """(global indices, float64 weights) at self.lam, from the active set's exact answer."""
         if self.act.n == 0:
             return np.empty(0, np.int64), np.empty(0)
         PQ = self.act.exact()
@@ -577,38 +583,35 @@ def _screened_homotopy(
 
 
 def _working_set_homotopy(
-    rows: np.ndarray, b: np.ndarray, lam_stop: float, cap: int
+    rows: np.ndarray, z64: np.ndarray, lam_stop: float, cap: int
 ) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """Exact homotopy on a small working set: (active positions, float64 weights at ``lam_stop``).
 
-    ``rows`` (m, d) float64 are the working-set concepts and ``b`` their products with z. It runs in Gram space:
-    a concept's Gram row against the working set is computed once, when it enters (m x d), and every other
-    quantity per knot is m- or n-dimensional. The inverse H of the active Gram is kept by bordered (Schur)
-    updates and the final weights get a step of iterative refinement against the exact Gram (a fresh solve if H
-    has drifted), so rounding in H could at most reorder near-simultaneous events, which the caller's KKT check
+    ``rows`` (m, d) float64 are the working-set concepts. It runs in Gram space: a concept's Gram row against the
+    working set is computed once, when it enters (m x d), and every other quantity per knot is m- or
+    n-dimensional. The active set's algebra (bordered inverse, refinement, final answer) is ``_ActiveSet``'s, as
+    in the row-space engine; rounding could at most reorder near-simultaneous events, which the caller's KKT check
     on every concept catches. None if more than ``cap`` concepts would be active at once or the path degenerates.
     """
-    m = b.shape[0]
-    b2 = 2.0 * b
+    m, d = rows.shape
+    b2 = 2.0 * (rows @ z64)
     j0 = int(np.argmax(b2))
     lam = float(b2[j0])
     if lam <= lam_stop:
         return np.empty(0, np.int64), np.empty(0)
-    A = [j0]
-    GA = np.empty((cap, m))  # Gram rows of the active concepts against the working set
+    act = _ActiveSet(d, cap + 1)  # one spare slot: a concept that would make cap + 1 active ends this route
+    if not act.reset([j0], rows[j0 : j0 + 1], z64, None):
+        return None
+    GA = np.empty((cap + 1, m))  # Gram rows of the active concepts against the working set, in act.pos order
     GA[0] = rows @ rows[j0]
-    H = np.empty((cap, cap))  # inverse of the active Gram
-    H[0, 0] = 1.0 / GA[0, j0]
-    BQ = np.empty((cap, 2))  # b_A and ones
-    BQ[0] = b[j0], 1.0
     blocked = np.zeros(m, dtype=bool)  # active, dependent (in the span of the active rows) or just dropped
     blocked[j0] = True
     dependent: list[int] = []
     dropped = -1
     while True:
-        n = len(A)
+        n = act.n
         # On the active set w(lam) = P - lam Q / 2 with [P, Q] = G_AA^{-1} [b_A, 1].
-        PQ = H[:n, :n] @ BQ[:n]
+        PQ = act.refine()
         # Entering: corr_j(lam') = b2_j - 2 G_jA P + lam' G_jA Q reaches lam' at lam' = (b2 - 2 G P) / (1 - G Q).
         GPQ = PQ.T @ GA[:n]  # (2, m)
         denom = 1.0 - GPQ[1]
@@ -626,54 +629,31 @@ def _working_set_homotopy(
             i_out = int(np.argmax(lam_out))
             lam_leave = min(float(lam_out[i_out]), lam)
         if max(lam_enter, lam_leave) <= lam_stop:
-            # One step of iterative refinement against the exact Gram G_AA: as accurate as a fresh solve (which
-            # costs ~50 us of LAPACK call overhead at this size, a fifth of the whole homotopy).
-            # If H has drifted (near-dependent rows), a fresh solve decides instead.
-            Ai = np.asarray(A)
-            G_AA = GA[:n, Ai]
-            R = BQ[:n] - G_AA @ PQ
-            if np.abs(R).max() <= 1e-9 * (1.0 + np.abs(BQ[:n]).max()):
-                PQ += H[:n, :n] @ R
-            else:
-                PQ = np.linalg.solve(G_AA, BQ[:n])
-            return Ai, np.maximum(PQ[:, 0] - lam_stop * 0.5 * PQ[:, 1], 0.0)
+            PQ = act.exact()
+            return np.asarray(act.pos), np.maximum(PQ[:, 0] - lam_stop * 0.5 * PQ[:, 1], 0.0)
         t_enter, t_leave = lam - lam_enter, lam - lam_leave
-        t = min(t_enter, t_leave)
-        lam -= t
+        lam -= min(t_enter, t_leave)
         if dropped >= 0:
             blocked[dropped] = False
             dropped = -1
         if t_leave <= t_enter:
-            h = H[:n, i_out].copy()
-            H[:n, :n] -= np.outer(h, h / h[i_out])
-            keep = [i for i in range(n) if i != i_out]
-            H[: n - 1, : n - 1] = H[np.ix_(keep, keep)]
-            GA[: n - 1] = GA[keep]
-            BQ[: n - 1] = BQ[keep]
-            dropped = A.pop(i_out)
+            dropped = act.pos[i_out]
+            act.remove(i_out)
+            GA[i_out : n - 1] = GA[i_out + 1 : n]
             for p in dependent:  # the span shrank: rows that depended on it may enter again
                 blocked[p] = False
             dependent = []
-            if not A:  # impossible on a valid path; guard against a degenerate dictionary
+            if act.n == 0:  # impossible on a valid path; guard against a degenerate dictionary
                 return None
             continue
         g_row = rows @ rows[j_in]
-        g = g_row[A]
-        v = H[:n, :n] @ g
-        gjj = float(g_row[j_in])
-        sch = gjj - float(g @ v)  # squared distance of row j from the span of the active rows
         blocked[j_in] = True
-        if not sch > 1e-10 * max(gjj, 1e-300):
-            dependent.append(j_in)
+        if not act.add(j_in, rows[j_in], g_row[act.pos], float(g_row[j_in]), z64):
+            dependent.append(j_in)  # in the span of the active rows
             continue
-        if n >= cap:
+        if act.n > cap:
             return None
-        H[:n, :n] += np.outer(v, v / sch)
-        H[:n, n] = H[n, :n] = -v / sch
-        H[n, n] = 1.0 / sch
         GA[n] = g_row
-        BQ[n] = b[j_in], 1.0
-        A.append(j_in)
 
 
 def _outside_violators(
@@ -742,11 +722,10 @@ def _solve_small_working_set(
     if not (W == j_top).any():  # the exact argmax must start the path
         W = np.append(W, j_top)
     rows = C[W].astype(_F64)
-    b = rows @ z64
     in_W = np.zeros(k, dtype=bool)
     in_W[W] = True
     for _ in range(_GRAM_ROUNDS):
-        res = _working_set_homotopy(rows, b, lam, min(_GRAM_CAP, d))
+        res = _working_set_homotopy(rows, z64, lam, min(_GRAM_CAP, d))
         if res is None:
             return None
         pos, w = res
@@ -763,7 +742,6 @@ def _solve_small_working_set(
         new = np.union1d(bad, _top_candidates(e, _LOOKAHEAD))
         new = new[~in_W[new]]
         rows = np.concatenate([rows, C[new].astype(_F64)])
-        b = np.concatenate([b, rows[W.size :] @ z64])
         W = np.concatenate([W, new])
         in_W[new] = True
     return None
