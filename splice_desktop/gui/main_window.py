@@ -269,16 +269,14 @@ class MainWindow(QMainWindow):
             self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
             self.edit_menu.insertAction(self._edit_sep, self.undo_action)
             self.edit_menu.insertAction(self._edit_sep, self.redo_action)
-            if hasattr(self.analysis, "decompositionChanged"):
-                self.analysis.decompositionChanged.connect(self._on_decomposition_changed)
-            if hasattr(self.analysis, "statusMessage"):
-                self.analysis.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
+            self.analysis.decompositionChanged.connect(self._on_decomposition_changed)
+            self.analysis.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
         self.interpret_panel = self._install_panel(1, self._interpret_placeholder, "Heads (CLIP-InterpreT)",
                                                    "CLIP-InterpreT panel", interpret_panel)
         if self.state is not None:
             self._push_context()
             if self.state.loaded is not None:
-                if hasattr(self.analysis, "set_model"):
+                if self.analysis is not None:
                     self.analysis.set_model(self.state.loaded)
                 if self.interpret_panel is not None:
                     self.interpret_panel.set_model(self.state.loaded)
@@ -437,7 +435,7 @@ class MainWindow(QMainWindow):
             self.image_model.set_status_many(self.image_model.paths(ENCODED), PENDING)
             self._encoded_key = key
         self._loaded = st.loaded
-        if self.analysis is not None and hasattr(self.analysis, "set_model"):
+        if self.analysis is not None:
             self.analysis.set_model(st.loaded)
         if self.interpret_panel is not None:
             try:
@@ -661,7 +659,6 @@ class MainWindow(QMainWindow):
             return
         self._encoder_key = loaded.key
         self._encode_started = time.perf_counter()
-        self._encode_total = len(pending)
         self.encoder = workers.start_encoder(loaded, pending, batch_size=16, parent=self, start=False)
         enc = self.encoder
         enc.progress.connect(lambda d, t, m, E=enc: self._on_encode_progress(E, d, t))
@@ -951,10 +948,11 @@ class MainWindow(QMainWindow):
         self._pending_session = s
         if self.analysis is not None:
             self.analysis.set_lambda(s.lam)
-        missing = s.missing_images()
+        missing = s.missing_images()  # one existence check per image, on the GUI thread: not two
         if missing:
             self._add_failures([(p, "missing (listed in the session but not found)") for p in missing])
-        self.add_paths(s.existing_images())
+        gone = set(missing)
+        self.add_paths([p for p in s.images if p not in gone])
         if cfg != self.config or self.state is None:
             self.apply_config(cfg)
         else:
@@ -1066,7 +1064,7 @@ class MainWindow(QMainWindow):
         def _run(ctx: workers.TaskContext) -> Path:
             from splice_desktop.core.export import write_decomposition_csv
 
-            results = workers.decompose_all_task(ctx, decomposer, items, None, lam_abs=lam)
+            results = workers.decompose_all_task(ctx, decomposer, items, lam)
             ctx.check()  # a cancelled export writes nothing
             return write_decomposition_csv(out, results, meta)
 
@@ -1130,14 +1128,7 @@ class MainWindow(QMainWindow):
     def _on_theme_changed(self, name: str) -> None:
         if name in self.theme_actions:
             self.theme_actions[name].setChecked(True)
-        self._update_status_labels()
-        for panel in (self.analysis, self.interpret_panel):
-            hook = getattr(panel, "set_theme", None)
-            if callable(hook):
-                try:
-                    hook(name)
-                except Exception:  # noqa: BLE001
-                    traceback.print_exc()
+        self._update_status_labels()  # panels follow the palette themselves (PaletteChange)
 
     # ============================================================================================ persistence
     def _restore_window(self) -> None:
@@ -1177,7 +1168,7 @@ class MainWindow(QMainWindow):
         stuck = workers.stop_threads(self.all_threads(), timeout_ms)
         self.image_view.shutdown()
         for panel in (self.analysis, self.interpret_panel):
-            if panel is not None and hasattr(panel, "shutdown"):
+            if panel is not None:
                 try:
                     panel.shutdown()
                 except Exception:  # noqa: BLE001 - keep closing the rest

@@ -89,9 +89,5 @@ def apply_theme(name: str) -> None:
         pg.setConfigOption("foreground", "#e6e6e6" if dark else "k")
 
 
-def palette_for(name: str) -> QPalette:
-    return _palette(name)
-
-
 def warning_color(name: str) -> str:
     return WARNING_RED.get(name, WARNING_RED["light"])

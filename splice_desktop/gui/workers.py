@@ -115,10 +115,6 @@ class TaskThread(QThread):
         """Request a cooperative stop; returns at once (safe from any thread)."""
         self.token.cancel()
 
-    @property
-    def is_cancelled(self) -> bool:
-        return self.token.cancelled
-
     def run(self) -> None:  # noqa: D401 - Qt API
         lower_current_thread_priority()
         ctx = TaskContext(cancel=self.token, _thread=self)
@@ -172,7 +168,6 @@ class PipelineState:
     image_mean: Any = None  # core.image_mean.ImageMean
     decomposer: Any = None  # core.decompose.Decomposer
     zeroshot: Any = None  # core.zeroshot.ZeroShotHead
-    timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -217,7 +212,6 @@ def load_pipeline(
         and not cfg.mean_from_images
     )
 
-    t0 = time.perf_counter()
     if same_model:
         state.loaded = prev.loaded
     else:
@@ -229,11 +223,9 @@ def load_pipeline(
         ctx.check()
         state.loaded = load_model(spec_for(cfg), device=cfg.device)
         state.warnings.extend(getattr(state.loaded, "warnings", []) or [])
-    state.timings["model"] = time.perf_counter() - t0
     ctx.check()
     ctx.partial(PipelineStage("model", state))
 
-    t0 = time.perf_counter()
     if same_vocab:
         state.vocabulary, state.bank = prev.vocabulary, prev.bank
     else:
@@ -249,11 +241,9 @@ def load_pipeline(
             ctx.progress(done, total, message or f"Encoding concepts {done}/{total}")
 
         state.bank = build_concept_bank(state.loaded, state.vocabulary, progress=_bank_progress, cancel=ctx.cancel)
-    state.timings["concepts"] = time.perf_counter() - t0
     ctx.check()
     ctx.partial(PipelineStage("concepts", state))
 
-    t0 = time.perf_counter()
     from splice_desktop.core.image_mean import ImageMean
 
     if same_mean:
@@ -280,11 +270,9 @@ def load_pipeline(
         from splice_desktop.core.decompose import Decomposer
 
         state.decomposer = Decomposer(state.bank, state.image_mean)
-    state.timings["mean"] = time.perf_counter() - t0
     ctx.check()
     ctx.partial(PipelineStage("mean", state))
 
-    t0 = time.perf_counter()
     if same_model and prev.zeroshot is not None and prev.config.ensemble == cfg.ensemble:
         state.zeroshot = prev.zeroshot
     else:
@@ -296,7 +284,6 @@ def load_pipeline(
         # comparison would encode 1000 prompts on whichever thread asks first.
         state.zeroshot.prepare(progress=lambda d, t, m="": ctx.progress(d, t, m or "Encoding zero-shot class prompts…"),
                                cancel=ctx.cancel)
-    state.timings["zeroshot"] = time.perf_counter() - t0
     preload_worker_modules()
     return state
 
@@ -445,9 +432,13 @@ class ThumbnailWorker(QThread):
             except Exception as exc:  # noqa: BLE001 - a bad file shows a placeholder, never stops the worker
                 self.failed.emit(path, str(exc))
 
-    def stop(self, timeout_ms: int = 3000) -> bool:
+    def cancel(self) -> None:
+        """Ask the loop to end (returns at once; safe from any thread)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout_ms: int = 3000) -> bool:
+        self.cancel()
         if self.isRunning():
             return bool(self.wait(timeout_ms))
         return True
@@ -498,10 +489,9 @@ def decompose_all_task(
     ctx: TaskContext,
     decomposer: Any,
     items: "list[tuple[str, np.ndarray, Any]]",
-    lam_ratio: Optional[float],
-    lam_abs: Optional[float] = None,
+    lam: float,
 ) -> list[tuple[str, Any]]:
-    """Decompose every (path, z, EditState|None) at the same relative lambda (fraction of each image's lambda_max).
+    """Decompose every (path, z, EditState|None) at the same lambda.
 
     Used by "Export all decompositions". One lambda per image needs one exact solve, not a whole lasso path
     (a path costs about a hundred solves); a path the view already computed is reused as a lookup.
@@ -510,13 +500,7 @@ def decompose_all_task(
     total = len(items)
     for i, (path, z, edits) in enumerate(items):
         ctx.check()
-        p = decomposer.cached_path(z)
-        if lam_abs is not None:
-            lam = lam_abs
-        else:
-            lmax = float(p.lambda_max) if p is not None else decomposer.lambda_max(z)
-            lam = float(lam_ratio or 0.0) * lmax
-        dec = decomposer.decompose(z, lam, path=p)
+        dec = decomposer.decompose(z, lam, path=decomposer.cached_path(z))
         if edits is not None and not edits.is_empty:
             dec = decomposer.edit(z, dec, edits)
         out.append((path, dec))
@@ -531,9 +515,6 @@ def stop_threads(threads: list[Any], timeout_ms: int = 5000) -> list[Any]:
             continue
         if hasattr(t, "cancel"):
             t.cancel()
-        if isinstance(t, ThumbnailWorker):
-            t._stop.set()
-            t._wake.set()
     deadline = time.monotonic() + timeout_ms / 1000.0
     stuck = []
     for t in threads:

@@ -275,9 +275,6 @@ class ImageListModel(QAbstractListModel):
     def row_of(self, path: str) -> int:
         return self._rows.get(path, -1)
 
-    def path_at(self, row: int) -> Optional[str]:
-        return self._items[row].path if 0 <= row < len(self._items) else None
-
     def clear(self) -> None:
         self.beginResetModel()
         self._items.clear()
