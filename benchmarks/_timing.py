@@ -1,4 +1,5 @@
-"""Tiny shared timing helper for the benchmark scripts (stdlib only, so any benchmark can import it).
+"""Tiny shared timing helper for the benchmark scripts (stdlib only at import, so any benchmark can import it;
+the Qt helpers import PySide6 when used).
 
 Why median and p95: on a shared laptop-class CPU single timings are noisy; the median is the typical cost and the
 95th percentile is what a user feels on a bad frame (e.g. a slider drag). Compare two things by timing them in the
@@ -130,3 +131,50 @@ def fresh_app_environment(prefix: str) -> Path:
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     return tmp
+
+
+def pump_events(app, seconds: float, until: Callable[[], bool] | None = None) -> bool:
+    """Run ``app``'s event loop for up to ``seconds`` (1 ms steps), returning early once ``until()`` is true.
+    Returns whether it was (``until`` None: False)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if until is not None and until():
+            return True
+        app.processEvents()
+        time.sleep(0.001)
+    return until is not None and bool(until())
+
+
+class StallProbe:
+    """Records the gaps between ticks of a 5 ms GUI-thread timer."""
+
+    def __init__(self, interval_ms: int = 5) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.interval = interval_ms / 1000.0
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+        self._last = 0.0
+
+    def start(self) -> None:
+        self.gaps = []
+        self.times: list[float] = []
+        self._last = self.t0 = time.perf_counter()
+        self.timer.start()
+
+    def largest(self, n: int = 5) -> list[tuple[float, float, float]]:
+        """The n largest stalls as (stall seconds, start, end) in perf_counter time."""
+        order = sorted(range(len(self.gaps)), key=lambda i: -self.gaps[i])[:n]
+        return [(self.gaps[i] - self.interval, self.times[i] - self.gaps[i], self.times[i]) for i in order]
+
+    def stop(self) -> list[float]:
+        self.timer.stop()
+        return [max(0.0, g - self.interval) for g in self.gaps]
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self.times.append(now)
+        self._last = now

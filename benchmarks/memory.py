@@ -19,17 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import make_jpegs  # noqa: E402
-from _timing import fresh_app_environment  # noqa: E402
-
-
-def pump(app, cond, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        app.processEvents()
-        time.sleep(0.002)
-    return cond()
+from _timing import fresh_app_environment, pump_events  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -40,7 +30,7 @@ def rss_mb() -> float:
 
 def settle_rss(app) -> float:
     """RSS after the event loop is idle and garbage collected (malloc_trim returns freed heap pages on glibc)."""
-    pump(app, lambda: False, 1.0)
+    pump_events(app, 1.0)
     gc.collect()
     try:
         import ctypes
@@ -57,8 +47,8 @@ def scroll_through(app, win) -> None:
     steps = max(1, bar.maximum() // max(1, bar.pageStep()) + 1)
     for k in range(steps + 1):
         bar.setValue(min(bar.maximum(), k * bar.pageStep()))
-        pump(app, lambda: win.thumbnailer is None or win.thumbnailer.pending_count() == 0, 10)
-        pump(app, lambda: False, 0.05)
+        pump_events(app, 10, lambda: win.thumbnailer is None or win.thumbnailer.pending_count() == 0)
+        pump_events(app, 0.05)
 
 
 def main() -> int:
@@ -86,7 +76,7 @@ def main() -> int:
     win.show()
     ready: list = []
     win.pipelineReady.connect(ready.append)
-    if not pump(app, lambda: bool(ready), 900):
+    if not pump_events(app, 900, lambda: bool(ready)):
         print("the pipeline did not load", file=sys.stderr)
         return 1
 
@@ -95,12 +85,12 @@ def main() -> int:
 
     rss0 = settle_rss(app)
     win.add_paths([tmp / "first"])
-    pump(app, lambda: encoded(100), 600)
+    pump_events(app, 600, lambda: encoded(100))
     scroll_through(app, win)
     rss100 = settle_rss(app)
     t0 = time.perf_counter()
     win.add_paths([tmp / "rest"])
-    pump(app, lambda: encoded(1000), 1800)
+    pump_events(app, 1800, lambda: encoded(1000))
     t_enc = time.perf_counter() - t0
     scroll_through(app, win)
     rss1000 = settle_rss(app)

@@ -32,42 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import make_jpegs  # noqa: E402
-from _timing import fresh_app_environment  # noqa: E402
-
-
-class StallProbe:
-    """Records the gaps between ticks of a 5 ms GUI-thread timer."""
-
-    def __init__(self, interval_ms: int = 5) -> None:
-        from PySide6.QtCore import QTimer
-
-        self.interval = interval_ms / 1000.0
-        self.timer = QTimer()
-        self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(self._tick)
-        self.gaps: list[float] = []
-        self._last = 0.0
-
-    def start(self) -> None:
-        self.gaps = []
-        self.times: list[float] = []
-        self._last = self.t0 = time.perf_counter()
-        self.timer.start()
-
-    def largest(self, n: int = 5) -> list[tuple[float, float, float]]:
-        """The n largest stalls as (stall seconds, start, end) in perf_counter time."""
-        order = sorted(range(len(self.gaps)), key=lambda i: -self.gaps[i])[:n]
-        return [(self.gaps[i] - self.interval, self.times[i] - self.gaps[i], self.times[i]) for i in order]
-
-    def stop(self) -> list[float]:
-        self.timer.stop()
-        return [max(0.0, g - self.interval) for g in self.gaps]
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.gaps.append(now - self._last)
-        self.times.append(now)
-        self._last = now
+from _timing import StallProbe, fresh_app_environment, pump_events  # noqa: E402
 
 
 class Milestones:
@@ -167,15 +132,6 @@ def patch_random_vit() -> None:
     models.load_model = load
 
 
-def run_for(app, seconds: float, until=None) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if until is not None and until():
-            return
-        app.processEvents()
-        time.sleep(0.001)
-
-
 def summary(name: str, stalls: list[float]) -> str:
     s = sorted(stalls)
     p99 = s[int(0.99 * (len(s) - 1))] if s else float("nan")
@@ -226,15 +182,15 @@ def main() -> int:
     win.show()
     ready: list = []
     win.pipelineReady.connect(ready.append)
-    run_for(app, 900, until=lambda: bool(ready))
+    pump_events(app, 900, until=lambda: bool(ready))
     if not ready:
         print("the pipeline did not load", file=sys.stderr)
         return 1
-    run_for(app, 1.0)
+    pump_events(app, 1.0)
 
     probe = StallProbe()
     probe.start()
-    run_for(app, 3.0)
+    pump_events(app, 3.0)
     idle = probe.stop()
 
     keys = [str(p.resolve()) for p in paths]  # before the probe starts: the benchmark's own work is not measured
@@ -269,7 +225,7 @@ def main() -> int:
             print("timed out", file=sys.stderr)
             break
     elapsed = time.perf_counter() - t0
-    run_for(app, 1.0)  # the last solve and preview
+    pump_events(app, 1.0)  # the last solve and preview
     busy = probe.stop()
     if sampler is not None:
         sampler.stop()

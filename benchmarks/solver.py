@@ -252,23 +252,15 @@ def gui_stall(n_paths: int = 3) -> None:
     import threading
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
+
+    from _timing import StallProbe, pump_events
 
     sys.setswitchinterval(0.001)  # as the app (gui/app.py)
     C, zs = make_inputs(15_000, 768, n_paths, seed=1)
     prepare_dictionary(C)
     app = QApplication.instance() or QApplication([])
-    gaps: list[float] = []
-    last = [time.perf_counter()]
     done = threading.Event()
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-        if done.is_set():
-            app.quit()
 
     def work() -> None:
         try:
@@ -279,15 +271,13 @@ def gui_stall(n_paths: int = 3) -> None:
             compute_path(C, z, lam_min_ratio=0.02)
         done.set()
 
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
-    timer.start()
-    worker = threading.Thread(target=work, daemon=True)
-    QTimer.singleShot(300, lambda: worker.start())
+    probe = StallProbe()
+    probe.start()
+    pump_events(app, 0.3)
     t0 = time.perf_counter()
-    app.exec()
-    stalls = np.array(gaps[5:]) * 1e3 - 5.0
+    threading.Thread(target=work, daemon=True).start()
+    pump_events(app, 600, done.is_set)
+    stalls = np.array(probe.stop()) * 1e3
     print(f"{n_paths} whole paths (15k x 768) on a worker thread in {time.perf_counter() - t0:.1f} s: worst GUI "
           f"stall {stalls.max():.1f} ms, p99 {np.percentile(stalls, 99):.1f} ms over {stalls.size} ticks")
 
