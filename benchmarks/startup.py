@@ -15,9 +15,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _timing import fresh_app_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,13 +82,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="splice-startup-"))
+    tmp = fresh_app_environment("splice-startup-")  # temp cache, offline hub, offscreen unless a display is set
     env = dict(os.environ)
-    env.setdefault("QT_QPA_PLATFORM", "offscreen" if not env.get("DISPLAY") else env.get("QT_QPA_PLATFORM", ""))
-    if not env["QT_QPA_PLATFORM"]:
-        env.pop("QT_QPA_PLATFORM")
     env["XDG_CONFIG_HOME"] = str(tmp / "config")  # fresh QSettings: no restored geometry or saved model
-    env["SPLICE_DESKTOP_CACHE"] = str(tmp / "cache")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     # An installed app has byte-compiled modules (pip compiles them). Some CI shells set PYTHONDONTWRITEBYTECODE,
     # which would make every run recompile the app's sources; cache bytecode in a temp folder instead, so the
