@@ -20,14 +20,13 @@ OUT = ROOT / "docs" / "screenshots"
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="interpret-shots-"))
     os.environ["SPLICE_DESKTOP_CACHE"] = str(tmp / "cache")
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from screenshots import make_images  # docs/screenshots.py (photo-like scenes)
+    from splice_desktop.gui.settings import isolate_settings
 
     app = QApplication.instance() or QApplication(sys.argv)
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
+    isolate_settings(tmp / "settings")  # never the user's own settings (both scopes, the app's identity)
     from splice_desktop.core.models import ModelSpec, load_model
     from splice_desktop.gui.widgets.interpret_panel import InterpretPanel
 
