@@ -210,8 +210,7 @@ class MainWindow(QMainWindow):
             QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
         )
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.images_dock)
-        self.images_dock.dockLocationChanged.connect(self._on_images_dock_moved)
-        self.list_view.set_strip(False)
+        self.images_dock.dockLocationChanged.connect(self._on_images_dock_moved)  # _restore_window applies it
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("panels")
@@ -363,8 +362,7 @@ class MainWindow(QMainWindow):
         fm.addSeparator()
         fm.addActions([self.open_session_action, self.save_session_action])
         self.recent_menu = fm.addMenu("Open &Recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        self._fill_recent_menu()
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)  # filled when opened, not at startup
         fm.addSeparator()
         fm.addActions([self.export_csv_action, self.export_json_action, self.export_png_action,
                        self.export_svg_action, self.export_all_action])
