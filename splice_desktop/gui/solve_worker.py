@@ -136,7 +136,6 @@ class LatestSlotWorker(QObject):
         self._stopping = False
         self.processed = 0  # requests actually computed (tests compare it with the number submitted)
         self.submitted = 0
-        self._niced = False
         self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
 
     def submit(self, request: Any) -> None:
@@ -170,11 +169,6 @@ class LatestSlotWorker(QObject):
 
     @Slot()
     def _drain(self) -> None:
-        if not self._niced:  # first run on the worker thread: the GUI thread must win the CPU over this one
-            self._niced = True
-            from splice_desktop.gui.workers import lower_current_thread_priority
-
-            lower_current_thread_priority()
         self.busyChanged.emit(True)
         try:
             while True:
@@ -350,9 +344,19 @@ class HeadWorker(LatestSlotWorker):
             self.headReady.emit(req.generation, head)
 
 
+class _WorkerThread(QThread):
+    """An event-loop thread at background priority, like every worker thread: the GUI thread must win the CPU."""
+
+    def run(self) -> None:  # noqa: D401 - Qt API
+        from splice_desktop.gui.workers import lower_current_thread_priority
+
+        lower_current_thread_priority()
+        self.exec()
+
+
 def start_worker(worker: LatestSlotWorker, name: str) -> QThread:
-    """Move ``worker`` to a new named QThread and start it."""
-    thread = QThread()
+    """Move ``worker`` to a new named QThread (background priority) and start it."""
+    thread = _WorkerThread()
     thread.setObjectName(name)
     worker.moveToThread(thread)
     thread.start()
