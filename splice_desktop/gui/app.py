@@ -116,7 +116,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     theme.apply(settings.theme())
     config = settings.pipeline()
     if args.tiny:
-        config = config.with_changes(model_name="splice-tiny-random", pretrained=None, checkpoint=None)
+        config = config.with_tiny_model()
     window = MainWindow(settings=settings, theme=theme, config=config, lazy_panels=True)
     if args.startup_probe:
         probe = _StartupProbe(window)

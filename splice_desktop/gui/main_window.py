@@ -498,9 +498,7 @@ class MainWindow(QMainWindow):
 
         def _done(_result: int) -> None:
             if dlg.choice == TINY:
-                from splice_desktop.core.models import TINY_MODEL
-
-                self.apply_config(self.config.with_changes(model_name=TINY_MODEL, pretrained=None, checkpoint=None))
+                self.apply_config(self.config.with_tiny_model())
             elif dlg.choice == CHECKPOINT and dlg.checkpoint_path:
                 self.apply_config(self.config.with_changes(checkpoint=dlg.checkpoint_path))
             else:

@@ -18,6 +18,7 @@ MAX_RECENT = 10
 # Kept in sync with core.models (not imported here: core.models is cheap, but this keeps settings Qt+stdlib only).
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+TINY_MODEL = "splice-tiny-random"
 
 
 def configure_identity() -> None:
@@ -63,6 +64,10 @@ class PipelineConfig(NamedTuple):
 
     def with_changes(self, **changes: Any) -> "PipelineConfig":
         return self._replace(**changes)
+
+    def with_tiny_model(self) -> "PipelineConfig":
+        """The same settings with the random demo model (no weights to find, no checkpoint)."""
+        return self._replace(model_name=TINY_MODEL, pretrained=None, checkpoint=None)
 
 
 def _opt_str(value: Any) -> Optional[str]:

@@ -238,3 +238,15 @@ def test_thread_guard_records_every_started_qthread(qtbot, _no_dangling_qthreads
         plain.quit()
         assert plain.wait(3000)
         assert task.wait(3000)
+
+
+def test_gui_model_names_match_core_and_tiny_config_loads_the_demo_model():
+    """gui.settings keeps its own copies of core.models' names (it must stay cheap to import): they must agree."""
+    from splice_desktop.core import models
+    from splice_desktop.gui import settings
+    from splice_desktop.gui.workers import spec_for
+
+    assert (settings.DEFAULT_MODEL, settings.DEFAULT_PRETRAINED, settings.TINY_MODEL) == (
+        models.DEFAULT_MODEL, models.DEFAULT_PRETRAINED, models.TINY_MODEL)
+    cfg = settings.PipelineConfig(checkpoint="/some/file.safetensors").with_tiny_model()
+    assert cfg.checkpoint is None and cfg.pretrained is None and spec_for(cfg).is_tiny

@@ -15,9 +15,8 @@ from PySide6.QtWidgets import (
     QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from splice_desktop.gui.settings import DEFAULT_MODEL, PipelineConfig
+from splice_desktop.gui.settings import DEFAULT_MODEL, TINY_MODEL, PipelineConfig
 
-TINY_MODEL = "splice-tiny-random"  # = core.models.TINY_MODEL (not imported: keep this dialog free of core.models)
 COMMON_MODELS = [
     ("ViT-B-32", "laion2b_s34b_b79k"),
     ("ViT-B-32", "openai"),
