@@ -56,10 +56,7 @@ class EmbeddingStore:
         row = self._rows.get(key)
         if row is None:
             row = len(self._rows)
-            if row >= self._data.shape[0]:
-                grown = np.zeros((max(16, 2 * self._data.shape[0]), self.dim), dtype=np.float32)
-                grown[: self._data.shape[0]] = self._data
-                self._data = grown
+            self._reserve(row + 1)
             self._rows[key] = row
         self._data[row] = vec
 
@@ -77,13 +74,19 @@ class EmbeddingStore:
             return
         start = len(self._rows)
         need = start + len(keys)
-        if need > self._data.shape[0]:
-            grown = np.zeros((max(16, 2 * self._data.shape[0], need), self.dim), dtype=np.float32)
-            grown[:start] = self._data[:start]
-            self._data = grown
+        self._reserve(need)
         self._data[start:need] = mat
         for i, key in enumerate(keys):
             self._rows[key] = start + i
+
+    def _reserve(self, need: int) -> None:
+        """Room for ``need`` rows, growing geometrically (amortised O(1) appends)."""
+        import numpy as np
+
+        if need > self._data.shape[0]:
+            grown = np.zeros((max(16, 2 * self._data.shape[0], need), self.dim), dtype=np.float32)
+            grown[: len(self._rows)] = self._data[: len(self._rows)]
+            self._data = grown
 
     def get(self, key: str) -> "Optional[np.ndarray]":
         row = self._rows.get(key)
