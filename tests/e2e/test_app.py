@@ -16,6 +16,8 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
+from tests.gui.conftest import wait_ready
+
 
 def _real_drop(win, paths):
     mime = QMimeData()
@@ -30,11 +32,6 @@ def _real_drop(win, paths):
     drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     win.dropEvent(drop)
     assert drop.isAccepted()
-
-
-def _ready(qtbot, win, timeout=180000):
-    """Wait for the background pipeline (state checked, so a signal emitted before waiting is not missed)."""
-    qtbot.waitUntil(lambda: win.state is not None and win.loader is None, timeout=timeout)
 
 
 def _shown(win, key):
@@ -52,7 +49,7 @@ def test_drop_decompose_slide_edit_undo_export(qtbot, make_window, photo_factory
     a = photo_factory("a.jpg", size=(320, 240), seed=1)
     b = photo_factory("b.png", size=(200, 300), seed=2, fmt="PNG")
     win = make_window()
-    _ready(qtbot, win)
+    wait_ready(qtbot, win, timeout=180000)
     _real_drop(win, [a, b])
     ka, kb = str(a.resolve()), str(b.resolve())
     qtbot.waitUntil(lambda: win.image_model.rowCount() == 2, timeout=10000)
@@ -143,7 +140,7 @@ def test_session_round_trip(qtbot, make_window, photo_factory, tmp_path):
     a = photo_factory("s1.jpg", seed=3)
     b = photo_factory("s2.jpg", seed=4)
     win = make_window()
-    _ready(qtbot, win)
+    wait_ready(qtbot, win, timeout=180000)
     win.add_paths([a, b])
     ka = str(a.resolve())
     qtbot.waitUntil(lambda: _shown(win, ka), timeout=120000)
@@ -157,7 +154,7 @@ def test_session_round_trip(qtbot, make_window, photo_factory, tmp_path):
     win.close()
 
     win2 = make_window()
-    _ready(qtbot, win2)
+    wait_ready(qtbot, win2, timeout=180000)
     win2.open_session(path)
     qtbot.waitUntil(lambda: win2.image_model.rowCount() == 2, timeout=10000)
     qtbot.waitUntil(lambda: word in win2.analysis.edit_state(ka).removed, timeout=60000)
@@ -171,7 +168,7 @@ def test_close_during_encoding_stops_cleanly(qtbot, make_window, photo_factory, 
     for i in range(80):
         photo_factory(f"many/img{i:03d}.jpg", size=(640, 480), seed=100 + i)
     win = make_window()
-    _ready(qtbot, win)
+    wait_ready(qtbot, win, timeout=180000)
     win.add_paths([tmp_path / "many"])
     qtbot.waitUntil(lambda: win.encoder is not None and win.encoder.isRunning(), timeout=30000)
     qtbot.waitUntil(lambda: len(win.embeddings) > 0 or not win.encoder or not win.encoder.isRunning(), timeout=60000)
@@ -195,7 +192,7 @@ def test_heads_tab_in_the_real_window(qtbot, make_window, photo_factory, tmp_pat
         make_photo_like(pool / f"p{i}.jpg", size=(80, 64), seed=40 + i)
     a = photo_factory("query.jpg", size=(160, 120), seed=7)
     win = make_window()
-    _ready(qtbot, win)
+    wait_ready(qtbot, win, timeout=180000)
     qtbot.waitUntil(lambda: win.interpret_panel is not None, timeout=60000)
     panel = win.interpret_panel
     _real_drop(win, [a])

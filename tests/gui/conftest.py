@@ -73,6 +73,13 @@ def make_words(n: int = SMALL_VOCAB_SIZE, seed: int = 0) -> list[str]:
     return words
 
 
+def wait_ready(qtbot, win, timeout: int = 120000):
+    """Wait until the window's background pipeline is loaded and return its state. Checks the state rather than
+    waiting for pipelineReady, so a signal emitted before the wait began is not missed."""
+    qtbot.waitUntil(lambda: win.state is not None and win.loader is None, timeout=timeout)
+    return win.state
+
+
 @pytest.fixture(scope="session")
 def small_vocab_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("vocab") / "small_vocab.txt"

@@ -12,14 +12,7 @@ from PySide6.QtGui import QColor, QDropEvent, QImage, QPalette
 from PySide6.QtWidgets import QApplication
 
 from splice_desktop.gui.settings import AppSettings
-
-
-def _wait_ready(qtbot, win, timeout=120000):
-    if win.state is not None and win.loader is None:
-        return win.state
-    with qtbot.waitSignal(win.pipelineReady, timeout=timeout) as blocker:
-        pass
-    return blocker.args[0]
+from tests.gui.conftest import wait_ready
 
 
 def test_window_shows_without_importing_torch_or_open_clip():
@@ -48,7 +41,7 @@ def test_window_shows_without_importing_torch_or_open_clip():
 def test_status_bar_shows_device_model_vocab_and_mean(qtbot, make_window):
     win = make_window()
     assert "not loaded" in win.model_label.text()
-    st = _wait_ready(qtbot, win)
+    st = wait_ready(qtbot, win)
     assert st.meaningless
     assert win.device_label.text() == "device: cpu"
     assert win.model_label.text() == "meaningless demo model"
@@ -180,7 +173,7 @@ def test_theme_switch_applies_palette_and_renders(qtbot, make_window):
 
 def test_preferences_apply_reloads_only_what_changed(qtbot, make_window):
     win = make_window()
-    st = _wait_ready(qtbot, win)
+    st = wait_ready(qtbot, win)
     win.open_preferences()
     dlg = win.preferences_dialog
     assert dlg.tiny.isChecked()
@@ -200,7 +193,7 @@ def test_about_dialog_lists_versions_and_model(qtbot, make_window):
     from PySide6.QtCore import qVersion
 
     win = make_window()
-    _wait_ready(qtbot, win)
+    wait_ready(qtbot, win)
     win.show_about()
     text = win.about_dialog.text
     assert f"Qt: {qVersion()}" in text
@@ -311,7 +304,7 @@ def test_image_view_scales_with_aspect_ratio_off_thread(qtbot, tmp_path):
 
 def test_mean_from_loaded_images_is_computed_once_images_are_encoded(qtbot, make_window, tiny_config, photo_factory):
     win = make_window(config=tiny_config.with_changes(mean_from_images=True))
-    st = _wait_ready(qtbot, win)
+    st = wait_ready(qtbot, win)
     assert not st.image_mean.present  # nothing encoded yet
     imgs = [photo_factory(f"m{i}.jpg", seed=10 + i) for i in range(3)]
     win.add_paths(imgs)
@@ -324,7 +317,7 @@ def test_clear_images_while_encoding_leaves_an_empty_list(qtbot, make_window, ph
     for i in range(40):
         photo_factory(f"c/{i}.jpg", size=(320, 240), seed=i)
     win = make_window()
-    _wait_ready(qtbot, win)
+    wait_ready(qtbot, win)
     win.add_paths([tmp_path / "c"])
     qtbot.waitUntil(lambda: win.encoder is not None, timeout=30000)
     win.clear_images()
