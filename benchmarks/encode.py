@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import photo_like  # noqa: E402
+from _models import random_vit_b32  # noqa: E402
 
 
 def machine() -> str:
@@ -65,28 +66,6 @@ def make_images(folder: Path, size: tuple[int, int], n: int, distinct: int) -> l
         shutil.copyfile(sources[i % distinct], dst)
         paths.append(dst)
     return paths
-
-
-def load_vit_b32():
-    """Random-init ViT-B-32 with its real preprocessing, wrapped like core.models.load_model would return it."""
-    import open_clip
-    import torch
-
-    from splice_desktop.core.models import LoadedModel, ModelSpec
-
-    torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
-    model.eval()
-    return LoadedModel(
-        spec=ModelSpec("ViT-B-32", None),
-        model=model,
-        preprocess=preprocess,
-        tokenizer=open_clip.get_tokenizer("ViT-B-32"),
-        device="cpu",
-        embed_dim=512,
-        image_size=224,
-        weights_fingerprint="random-init-benchmark",
-    )
 
 
 def bench_images(loaded, paths: list[Path], batch_size: int, workers: int, reps: int, decomposer) -> dict:
@@ -300,7 +279,7 @@ def main() -> None:
           f"batch size: {args.batch_size}, mode: {'quick' if args.quick else 'full'}")
 
     t0 = time.perf_counter()
-    loaded = load_vit_b32()
+    loaded = random_vit_b32()
     print(f"model: random-init ViT-B-32 (timing only), built in {time.perf_counter() - t0:.1f} s")
     tmp = Path(tempfile.mkdtemp(prefix="splice-bench-"))
     try:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images import make_jpegs  # noqa: E402
+from _models import random_vit_b32  # noqa: E402
 from _timing import StallProbe, fresh_app_environment, pump_events  # noqa: E402
 
 
@@ -107,8 +108,6 @@ def patch_random_vit() -> None:
 
     Pretrained weights are not available offline here; timing does not depend on the weight values.
     """
-    import hashlib
-
     import splice_desktop.core.models as models
 
     original = models.load_model
@@ -116,18 +115,7 @@ def patch_random_vit() -> None:
     def load(spec, device="auto", cache_dir=None):
         if spec.pretrained != "random-benchmark-weights":
             return original(spec, device, cache_dir)
-        import open_clip
-        import torch
-
-        torch.manual_seed(0)
-        model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None, device="cpu")
-        model.eval()
-        return models.LoadedModel(
-            spec=spec, model=model, preprocess=preprocess, tokenizer=open_clip.get_tokenizer("ViT-B-32"),
-            device="cpu", embed_dim=int(model.text_projection.shape[1]), image_size=224,
-            weights_fingerprint=hashlib.sha256(b"vit-b-32-random-benchmark").hexdigest(), meaningless=True,
-            warnings=["random ViT-B-32 weights (benchmark only)"],
-        )
+        return random_vit_b32(spec)
 
     models.load_model = load
 
